@@ -1,0 +1,69 @@
+"""One catalogue of every error message, each with a code, so messages are
+findable, testable and worded the same way everywhere (after spaCy's errors.py)."""
+from __future__ import annotations
+
+
+class Errors:
+    # rules: loading and validation
+    E001 = "[E001] Rules folder {path} does not exist."
+    E002 = "[E002] Rules folder {path} has no .yaml rules files."
+    E003 = "[E003] {file}:{line}: YAML syntax error: {problem}"
+    E004 = "[E004] {file}:{line}: rule {rule_id}: unknown key '{key}'. Allowed keys: {allowed}"
+    E005 = "[E005] {file}:{line}: rule {rule_id}: missing required key '{key}'."
+    E006 = "[E006] {file}:{line}: rule {rule_id}: duplicate id, first defined in {first}."
+    E007 = "[E007] {file}:{line}: rule {rule_id}: {field} '{value}' is not allowed. Allowed values: {allowed}"
+    E008 = "[E008] {file}:{line}: rule {rule_id}: pattern {index} is not a valid spaCy token pattern: {detail}"
+    E009 = "[E009] {file}:{line}: rule {rule_id}: regex {index} does not compile: {detail}"
+    E010 = ("[E010] {file}:{line}: rule {rule_id}: regex {index} nests a quantifier inside a "
+            "repeated group ({fragment}), which can backtrack catastrophically on long input.")
+    E011 = "[E011] {file}:{line}: rule {rule_id}: {field} must be {expected}, got {got}."
+    E012 = "[E012] {file}: rules file is {size} bytes, over the limit of {limit} bytes."
+    E013 = "[E013] {file}:{line}: YAML anchors and aliases are not allowed in rules files."
+    E014 = "[E014] {file}: expected a mapping with a '{key}' list at the top level."
+    E015 = "[E015] {file}:{line}: rule {rule_id}: category '{value}' does not match clause {clause} (expected '{expected}')."
+    E016 = "[E016] {file}:{line}: template {rule_id}: unknown placeholder {{{name}}}. Allowed: {allowed}"
+    E017 = "[E017] {file}: reply templates missing for: {missing}"
+    # model: training, persistence, loading
+    E020 = "[E020] No model at {path}. Train one with: intake train --out {dir}"
+    E021 = "[E021] Model manifest {path} is missing; refusing to load {model}. Retrain with: intake train --out {dir}"
+    E022 = ("[E022] Model file {path} does not match its manifest (SHA-256 {actual}, manifest "
+            "says {expected}): it was changed after training; refusing to load. Retrain with: "
+            "intake train --out {dir}")
+    E023 = ("[E023] Model {path} was built with {library} {built}, but {installed} is installed; "
+            "refusing to load. Retrain with: intake train --out {dir}")
+    E024 = "[E024] Training data {path} has no rows in split '{split}'."
+    E025 = "[E025] Training data {path}: column '{column}' is missing. Columns found: {found}"
+    E026 = "[E026] {name} must be fitted first: call fit() before {method}()."
+    E027 = "[E027] Model manifest {path} is not valid JSON or lacks '{key}'. Retrain with: intake train --out {dir}"
+    E028 = "[E028] Parameter {name}={value!r} is not allowed. Possible values: {allowed}"
+    # input: one request or one batch row
+    E030 = "[E030] row {row}: not valid JSON: {detail}"
+    E031 = "[E031] row {row}: field 'text' is missing or empty."
+    E032 = "[E032] row {row}: field '{field}' must be {expected}, got {got}."
+    E033 = "[E033] row {row}: bytes are not valid {encoding}: {detail}"
+    E034 = "[E034] row {row}: field '{field}' value {value!r} is not allowed. Allowed values: {allowed}"
+    E035 = "[E035] row {row}: line is {size} bytes, over the limit of {limit} bytes."
+    E036 = "[E036] row {row}: not a JSON object."
+    E040 = "[E040] Input format '{fmt}' is not supported. Use one of: {allowed}"
+    E041 = "[E041] Input file {path} does not exist."
+
+
+class IntakeError(Exception):
+    """Base of every error this package raises on purpose."""
+
+
+class RulesError(IntakeError):
+    """A rules or reply-template file is missing, malformed or invalid."""
+
+
+class ModelError(IntakeError):
+    """A model file is missing, changed, or built for other library versions."""
+
+
+class InputError(IntakeError):
+    """A request (or batch row) cannot be read."""
+
+    def __init__(self, message: str, *, row: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.row = row
+        self.field = field

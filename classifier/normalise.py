@@ -1,0 +1,190 @@
+"""First stage: turn a raw request (plain text, HTML or an e-mail) into one text
+whose parts are labelled, so later stages know what the customer wrote now.
+
+Segments: ``subject``; ``prose`` (the new message); ``code`` (code blocks, stack
+traces, pasted log lines); ``quoted`` (earlier replies); ``signature`` (sign-offs
+and disclaimers); ``hidden`` (HTML comments, which a person never sees but an
+automated reader does). Rules choose which segments they read.
+"""
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+
+#: Longest request body classified; the rest is cut and the cut is reported.
+MAX_TEXT_CHARS = 20_000
+
+_HTML_HINT = re.compile(r"<(?:p|br|div|span|html|body|table|td|tr|li|ul|ol|b|i|a|font|pre|code|blockquote|h[1-6])\b[^>]{0,200}>|<!--", re.I)
+_BLOCK_TAGS = {"p", "br", "div", "li", "tr", "table", "pre", "blockquote", "h1", "h2", "h3",
+               "h4", "h5", "h6", "ul", "ol", "hr", "section", "article", "header", "footer"}
+_SKIP_TAGS = {"script", "style", "head", "title"}
+
+_QUOTE_HEADER = re.compile(
+    r"^\s*(?:On .{0,200}wrote:\s*$|Am .{0,200}schrieb.{0,100}:\s*$|El .{0,200}escribió:\s*$"
+    r"|Em .{0,200}escreveu:\s*$|-{2,}\s*Original Message\s*-{2,}|-{2,}\s*Forwarded message\s*-{2,}"
+    r"|From:\s.{0,200}$|-----\s*Исходное сообщение)",
+    re.I)
+_SIGNOFF = re.compile(
+    r"^\s*(?:--\s*$|(?:best|kind|warm)?\s*regards\b.{0,30}$|thanks(?: in advance)?[,!.]?\s*$"
+    r"|thank you[,!.]?\s*$|cheers[,!.]?\s*$|sincerely[,!.]?\s*$|mit freundlichen grüßen.{0,10}$"
+    r"|с уважением.{0,10}$|saludos.{0,20}$|atenciosamente.{0,10}$|pozdrawiam.{0,10}$"
+    r"|sent from my \w+)", re.I)
+_DISCLAIMER = re.compile(r"^\s*(?:this (?:e-?mail|message)|confidentiality notice|disclaimer)\b.{0,80}(?:confidential|intended)", re.I)
+_FENCE = re.compile(r"^\s*(?:```|~~~)")
+_CODE_LINE = re.compile(
+    r"^\s*(?:#\d+\s+[/\w{]|at\s+[\w$.<>]+\(|Stack trace:|Traceback \(most recent|PHP (?:Fatal|Warning|Notice|Parse|Deprecated)\b"
+    r"|\[\d{1,2}-\w{3}-\d{4}[ T]|\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} |\d{4}[/-]\d\d[/-]\d\d[ T]\d\d:\d\d(?::\d\d)?"
+    r"|\w+\.(?:php|js|py):\d+|File \"|\s{4,}\S|\t\S|<\?php|\$\w+\s*=|(?:function|class|namespace|use)\s+[\w\\]+.{0,80}[;{(]\s*$"
+    r"|[{}\];]\s*$|(?:SELECT|INSERT|UPDATE|DELETE)\s.{0,200}\b(?:FROM|INTO|SET|WHERE)\b)",
+)
+
+
+@dataclass
+class Segment:
+    kind: str
+    start: int
+    end: int
+
+
+@dataclass
+class NormalisedRequest:
+    """The request as one text plus the labelled character spans of its parts."""
+
+    text: str
+    segments: list[Segment] = field(default_factory=list)
+    truncated: bool = False
+    original_length: int = 0
+
+    def parts(self, *kinds: str) -> str:
+        """The text of the given segment kinds, in order, joined by newlines."""
+        return "\n".join(self.text[s.start:s.end] for s in self.segments if s.kind in kinds)
+
+
+class _HTMLToText(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.out: list[str] = []
+        self.comments: list[str] = []
+        self._skip = 0
+        self._quote = 0
+
+    def handle_starttag(self, tag, attrs):  # noqa: D102
+        if tag in _SKIP_TAGS:
+            self._skip += 1
+        if tag == "blockquote":
+            self._quote += 1
+        if tag in _BLOCK_TAGS:
+            self.out.append("\n")
+
+    def handle_endtag(self, tag):  # noqa: D102
+        if tag in _SKIP_TAGS and self._skip:
+            self._skip -= 1
+        if tag == "blockquote" and self._quote:
+            self._quote -= 1
+        if tag in _BLOCK_TAGS:
+            self.out.append("\n")
+
+    def handle_data(self, data):  # noqa: D102
+        if self._skip:
+            return
+        if self._quote:
+            data = "\n".join("> " + ln for ln in data.split("\n"))
+        self.out.append(data)
+
+    def handle_comment(self, data):  # noqa: D102
+        self.comments.append(data.strip())
+
+
+def html_to_text(markup: str) -> tuple[str, list[str]]:
+    """Visible text of an HTML body and the text of its comments."""
+    parser = _HTMLToText()
+    try:
+        parser.feed(markup)
+        parser.close()
+    except Exception:  # a broken document still yields what was parsed
+        pass
+    text = html.unescape("".join(parser.out))
+    text = re.sub(r"[ \t\u00a0]+", " ", text)
+    text = re.sub(r"\n\s*\n+", "\n\n", text)
+    return text.strip(), parser.comments
+
+
+def _line_kinds(lines: list[str]) -> list[str]:
+    kinds = ["prose"] * len(lines)
+    in_fence = False
+    state = "prose"  # becomes "quoted" or "signature" for the rest of the message
+    for i, line in enumerate(lines):
+        if _FENCE.match(line):
+            kinds[i] = "code"
+            in_fence = not in_fence
+            continue
+        if in_fence:
+            kinds[i] = "code"
+            continue
+        if state == "prose":
+            if _QUOTE_HEADER.match(line):
+                state = "quoted"
+            elif _SIGNOFF.match(line) and _looks_like_end(lines, i):
+                state = "signature"
+            elif _DISCLAIMER.match(line):
+                state = "signature"
+        if state == "signature" and (line.lstrip().startswith(">") or _QUOTE_HEADER.match(line)):
+            state = "quoted"
+        if state != "prose":
+            kinds[i] = state
+        elif line.lstrip().startswith(">"):
+            kinds[i] = "quoted"
+        elif _CODE_LINE.match(line):
+            kinds[i] = "code"
+    return kinds
+
+
+def _looks_like_end(lines: list[str], i: int) -> bool:
+    """A sign-off starts the signature only if little prose follows it."""
+    rest = [ln for ln in lines[i + 1:] if ln.strip() and not ln.lstrip().startswith(">")
+            and not _QUOTE_HEADER.match(ln)]
+    prose_after = 0
+    for ln in rest:
+        if _QUOTE_HEADER.match(ln):
+            break
+        if len(ln.split()) > 12:
+            prose_after += 1
+    return prose_after <= 1 and len(rest) <= 12
+
+
+def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEXT_CHARS) -> NormalisedRequest:
+    """Split a request into labelled segments (see module doc); cut very long text."""
+    original_length = len(text)
+    truncated = original_length > max_chars
+    if truncated:
+        text = text[:max_chars]
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ")
+    comments: list[str] = []
+    if _HTML_HINT.search(text):
+        text, comments = html_to_text(text)
+    pieces: list[tuple[str, str]] = []
+    if subject and subject.strip():
+        pieces.append(("subject", subject.strip()[:1000]))
+    lines = text.split("\n")
+    for line, kind in zip(lines, _line_kinds(lines)):
+        if pieces and pieces[-1][0] == kind:
+            pieces[-1] = (kind, pieces[-1][1] + "\n" + line)
+        else:
+            pieces.append((kind, line))
+    for comment in comments:
+        pieces.append(("hidden", comment))
+    out: list[str] = []
+    segments: list[Segment] = []
+    pos = 0
+    for kind, piece in pieces:
+        if not piece.strip():
+            continue
+        if out:
+            out.append("\n")
+            pos += 1
+        segments.append(Segment(kind, pos, pos + len(piece)))
+        out.append(piece)
+        pos += len(piece)
+    return NormalisedRequest("".join(out), segments, truncated, original_length)
