@@ -71,11 +71,14 @@ def rules_check(rules_dir: Path | None) -> None:
         sys.exit(1)
 
 
-#: Delay reasons decided from other fields, not from words in the text (SPEC §6).
-TEXT_DERIVED_DELAYS = ("missing_information", "out_of_scope")
-#: Flags decided from request fields rather than rules: ``attachment_format`` from
-#: ``attachments``, ``unofficial_channel`` from ``channel`` (SPEC §7).
-FIELD_DERIVED_FLAGS = ("attachment_format", "unofficial_channel")
+#: Delay reasons decided from other findings rather than their own rules (SPEC §6):
+#: ``missing_information`` from missing_info, ``out_of_scope`` from the scope, and
+#: ``misleading_information`` from contradicting signals of rules/info.yaml.
+TEXT_DERIVED_DELAYS = ("missing_information", "out_of_scope", "misleading_information")
+#: Flags decided without flag rules (SPEC §7): ``attachment_format`` from the
+#: ``attachments`` field, ``unofficial_channel`` from ``channel``, and
+#: ``credentials_present`` from the secret masker (classifier/masking.py).
+FIELD_DERIVED_FLAGS = ("attachment_format", "unofficial_channel", "credentials_present")
 
 
 if __name__ == "__main__":  # pragma: no cover

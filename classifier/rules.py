@@ -38,9 +38,13 @@ DEFAULT_SEGMENTS: dict[str, tuple[str, ...]] = {
 KIND_LABELS: dict[str, tuple[str, ...]] = {
     "clause": tuple(spec.CLAUSES),
     "severity": spec.SEVERITIES,
-    # info rules say an item is present (``url`` …), ``cloud``/``self_hosted`` say
-    # which product the request is about, ``not_url`` marks addresses that never count.
-    "info": ("url", "version", "edition", "steps_to_reproduce", "cloud", "self_hosted", "not_url"),
+    # info rules say an item is present (``url`` …); ``not_<item>`` marks look-alikes
+    # that never count (a vendor address, a PHP version, "business process") and
+    # cancels an overlapping hit of the item; ``cloud``/``self_hosted`` say which
+    # product the text is about; ``server_access`` marks server-side details
+    # (php.ini, /bitrix/ paths, SSH); ``up_to_date_claim`` a claim to be up to date.
+    "info": ("url", "version", "edition", "steps_to_reproduce", "not_url", "not_version",
+             "not_edition", "cloud", "self_hosted", "server_access", "up_to_date_claim"),
     "delay": spec.DELAY_REASONS,
     "flag": spec.FLAGS,
 }
@@ -49,8 +53,10 @@ RULE_KEYS = {"id", "kind", "label", "category", "scope", "sla", "description", "
 REQUIRED_KEYS = ("id", "kind", "patterns", "examples")
 PATTERN_KEYS = {"tokens", "phrase", "regex", "case_sensitive"}
 ID_RE = re.compile(r"^[A-Za-z0-9_.#:-]+$")
-# A group that contains a quantifier and is itself repeated: (a+)+, (\w*x)*, (?:a|b+){2,}
-_NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
+# A group that contains a quantifier and is itself repeated without a small bound:
+# (a+)+, (\w*x)*, (?:a|b+){2,}. A bounded repeat such as (?:[a-z]{1,63}\.){0,4} is allowed.
+_NESTED_QUANTIFIER = re.compile(
+    r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,\}|\{\d*,(?:\d{3,}|[1-9]\d)\})")
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,33 @@ class _Loader(yaml.SafeLoader):
         mapping = super().construct_mapping(node, deep=True)
         mapping["__line__"] = node.start_mark.line + 1
         return mapping
+
+
+# YAML 1.1 reads on/off/yes/no as booleans, which silently breaks word lists such as
+# [self, on]; in rules files only true/false are booleans.
+_Loader.yaml_implicit_resolvers = {
+    key: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for key, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                              list("tTfF"))
+
+
+_TEXT_ATTRS = {"ORTH", "TEXT", "LOWER", "LEMMA", "NORM"}
+
+
+def _text_values_as_strings(token: dict[str, Any]) -> dict[str, Any]:
+    """YAML reads ``[two, 2]`` as a string and an int; text attributes want strings."""
+    out = {}
+    for attr, spec_ in token.items():
+        if attr.upper() in _TEXT_ATTRS:
+            if isinstance(spec_, (int, float)) and not isinstance(spec_, bool):
+                spec_ = str(spec_)
+            elif isinstance(spec_, dict):
+                spec_ = {op: ([str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in vals]
+                              if isinstance(vals, list) else vals) for op, vals in spec_.items()}
+        out[attr] = spec_
+    return out
 
 
 def _strip_lines(value: Any) -> Any:
@@ -187,6 +220,7 @@ def _parse_patterns(raw: Any, where: dict[str, Any], key: str) -> tuple[Pattern,
         else:
             if not isinstance(value, list) or not value or not all(isinstance(t, dict) for t in value):
                 raise _fail(Errors.E008, index=i, detail="expected a non-empty list of token mappings", **where)
+            value = [_text_values_as_strings(t) for t in value]
         out.append(Pattern(form, value, case))
     return tuple(out)
 

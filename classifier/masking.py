@@ -1,0 +1,98 @@
+"""Mask secrets (SPEC §7 ``credentials_present``) before anything else sees the text.
+
+Each pattern names the kind of secret it finds; only the secret part is replaced
+by ``[MASKED]``, so "password: Qw7!mzP2" becomes "password: [MASKED]" and the
+rest of the request still reads naturally for the rules and the model. Every
+pattern is linear-time on long input (no nested quantifiers).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MASK = "[MASKED]"
+
+_KW_PASSWORD = (r"(?:password|passwort|passwd|pass(?:phrase)?|pwd|pw|kennwort|contrase(?:ñ|n)a|senha|"
+                r"has(?:ł|l)o|пароль|mot de passe|clave|secret|root pw)")
+_ACCESS_WORDS = re.compile(r"\b(?:ftp|sftp|ssh|rdp|remote desktop|anydesk|teamviewer|cpanel|plesk|ispmanager|"
+                           r"control panel|admin panel|login|logon|credentials|access|zugang|zugangsdaten|доступ|"
+                           r"acceso|acesso|dostęp|user(?:name)?|benutzer)\b", re.I)
+
+# (kind, regex, group to mask)
+_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
+    ("private_key", re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[\s\S]{0,20000}?(?:-----END [A-Z ]{0,40}PRIVATE KEY-----|\Z)"), 0),
+    ("url_password", re.compile(r"\b[a-z][a-z0-9+.-]{1,15}://[^\s/:@]{1,100}:([^\s/@]{1,100})@", re.I), 1),
+    ("webhook_token", re.compile(r"/rest/\d{1,10}/([A-Za-z0-9]{6,64})(?=/|\b)"), 1),
+    ("jwt", re.compile(r"\beyJ[\w-]{5,2000}\.[\w-]{5,2000}\.[\w-]{5,2000}"), 0),
+    ("vendor_token", re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,200}|\bgh[pousr]_[A-Za-z0-9]{20,200}"
+                                r"|\bxox[abprs]-[A-Za-z0-9-]{10,200}|\bAKIA[0-9A-Z]{16}\b"), 0),
+    ("bearer", re.compile(r"\bBearer\s+([A-Za-z0-9._~+/=-]{8,500})", re.I), 1),
+    ("api_token", re.compile(
+        r"\b(?:api[ _-]?key|api[ _-]?token|access[ _-]?token|auth[ _-]?token|refresh[ _-]?token|client[ _-]?secret"
+        r"|secret[ _-]?key|app[ _-]?secret|webhook[ _-]?(?:secret|token|code)|token|application_token)"
+        r"\s*(?:[:=]|is|:=|=>)\s*[\"'`]?([A-Za-z0-9._~+/=-]{8,500})", re.I), 1),
+    ("password", re.compile(r"\b" + _KW_PASSWORD + r"\b\s*(?:[:=]|=>|-|is|ist|es|é|to|:\s*-)\s*[\"'`«]?([^\s\"'`»]{1,200})", re.I), 1),
+    ("license_key", re.compile(
+        r"\b(?:license|licence|lizenz|licencia|licença|licencja|лицензи\w{0,3})[ _-]?(?:key|schlüssel|clave|chave|klucz|ключ)?"
+        r"\s*(?:[:=#]|is|ist|es|é)?\s*[\"'`]?([A-Z0-9]{2,10}(?:-[A-Z0-9]{2,20}){1,8})", re.I), 1),
+    ("license_key", re.compile(r"\b[A-Z0-9]{2,6}(?:-[A-Z0-9]{2,20}){2,7}\b"), 0),
+    ("hex_secret", re.compile(r"\b[a-f0-9]{32,128}\b", re.I), 0),
+]
+# "admin / Qw7!mzP2" on a line that talks about access
+_PAIR = re.compile(r"\b[\w.@-]{2,60}\s{0,3}/\s{0,3}([^\s/]{0,60}[0-9!@#$%^&*][^\s/]{0,60})")
+
+
+@dataclass
+class MaskResult:
+    text: str
+    kinds: list[str] = field(default_factory=list)
+
+    @property
+    def masked(self) -> bool:
+        return bool(self.kinds)
+
+
+def _looks_secret(value: str, kind: str) -> bool:
+    if not value or value == MASK or value.startswith("[MASKED"):
+        return False
+    if kind == "password":
+        # "the password is wrong": plain words after "is" are not passwords; "password: admin" is.
+        return True
+    if kind == "license_key":
+        groups = value.split("-")
+        mixed = sum(1 for g in groups if re.search(r"[A-Za-z]", g) and re.search(r"\d", g))
+        return mixed >= 1 and len(value.replace("-", "")) >= 12
+    return True
+
+
+def mask_secrets(text: str) -> MaskResult:
+    """Replace every secret in ``text`` by ``[MASKED]``; report which kinds were found."""
+    if not text:
+        return MaskResult(text)
+    kinds: list[str] = []
+    for kind, regex, group in _PATTERNS:
+        def repl(m: re.Match[str], kind: str = kind, group: int = group) -> str:
+            value = m.group(group)
+            if kind == "password":
+                sep = m.group(0)[: m.start(group) - m.start(0)]
+                if re.search(r"\b(?:is|ist|es|é|to)\s*[\"'`«]?$", sep, re.I) and not re.search(r"[\d!@#$%^&*_]", value):
+                    return m.group(0)
+            if not _looks_secret(value, kind):
+                return m.group(0)
+            # a sentence's closing punctuation is not part of a prose password
+            core = value.rstrip(".,;)") if kind == "password" else value
+            kinds.append(kind)
+            start, end = m.start(group) - m.start(0), m.start(group) - m.start(0) + len(core)
+            whole = m.group(0)
+            return whole[:start] + MASK + whole[end:]
+        text = regex.sub(repl, text)
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if _ACCESS_WORDS.search(line):
+            def pair(m: re.Match[str]) -> str:
+                if m.group(1).startswith("[MASKED") or re.fullmatch(r"[\d./-]+", m.group(1)):
+                    return m.group(0)
+                kinds.append("login_password")
+                return m.group(0)[: m.start(1) - m.start(0)] + MASK
+            lines[i] = _PAIR.sub(pair, line)
+    return MaskResult("\n".join(lines), kinds)
