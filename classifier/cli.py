@@ -71,6 +71,36 @@ def rules_check(rules_dir: Path | None) -> None:
         sys.exit(1)
 
 
+@main.group()
+def data() -> None:
+    """Inspect labelled data."""
+
+
+@data.command("stats")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
+              help="Labelled requests, JSONL or CSV (default: data/tickets.jsonl).")
+def data_stats(data_path: Path | None) -> None:
+    """Print label counts and check the corpus coverage minimums and label consistency."""
+    from . import dataset
+
+    try:
+        df = dataset.read_labelled(data_path or dataset.DEFAULT_DATA)
+    except IntakeError as exc:
+        _fail(exc)
+    click.echo(f"{len(df)} rows")
+    for name, counts in dataset.coverage(df).items():
+        click.echo(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    problems = [(r.get("id", i + 1), p) for i, r in enumerate(df.to_dict("records")) for p in dataset.label_problems(r)]
+    for rid, problem in problems[:50]:
+        click.echo(f"row {rid}: {problem}")
+    short = dataset.coverage_shortfalls(df)
+    for line in short:
+        click.echo(f"below minimum: {line}")
+    click.echo(f"label problems: {len(problems)}; coverage minimums: {'all hold' if not short else f'{len(short)} not met'}")
+    if problems or short:
+        sys.exit(1)
+
+
 #: Delay reasons decided from other findings rather than their own rules (SPEC §6):
 #: ``missing_information`` from missing_info, ``out_of_scope`` from the scope, and
 #: ``misleading_information`` from contradicting signals of rules/info.yaml.

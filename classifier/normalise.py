@@ -56,6 +56,8 @@ class NormalisedRequest:
     segments: list[Segment] = field(default_factory=list)
     truncated: bool = False
     original_length: int = 0
+    #: kinds of secrets masked (``password``, ``license_key`` …), in order found
+    masked: list[str] = field(default_factory=list)
 
     def parts(self, *kinds: str) -> str:
         """The text of the given segment kinds, in order, joined by newlines."""
@@ -154,8 +156,15 @@ def _looks_like_end(lines: list[str], i: int) -> bool:
     return prose_after <= 1 and len(rest) <= 12
 
 
-def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEXT_CHARS) -> NormalisedRequest:
-    """Split a request into labelled segments (see module doc); cut very long text."""
+def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEXT_CHARS,
+              mask: bool = True) -> NormalisedRequest:
+    """Split a request into labelled segments (see module doc); cut very long text.
+
+    With ``mask`` (the default) secrets are replaced by ``[MASKED]`` right after
+    the HTML is read, so no later stage ever holds them.
+    """
+    from .masking import mask_secrets
+
     original_length = len(text)
     truncated = original_length > max_chars
     if truncated:
@@ -164,9 +173,22 @@ def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEX
     comments: list[str] = []
     if _HTML_HINT.search(text):
         text, comments = html_to_text(text)
+    subject = (subject or "").strip()[:1000]
+    masked: list[str] = []
+    if mask:
+        for name in ("text", "subject"):
+            result = mask_secrets(text if name == "text" else subject)
+            masked += result.kinds
+            if name == "text":
+                text = result.text
+            else:
+                subject = result.text
+        results = [mask_secrets(c) for c in comments]
+        comments = [r.text for r in results]
+        masked += [k for r in results for k in r.kinds]
     pieces: list[tuple[str, str]] = []
-    if subject and subject.strip():
-        pieces.append(("subject", subject.strip()[:1000]))
+    if subject:
+        pieces.append(("subject", subject))
     lines = text.split("\n")
     for line, kind in zip(lines, _line_kinds(lines)):
         if pieces and pieces[-1][0] == kind:
@@ -187,4 +209,4 @@ def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEX
         segments.append(Segment(kind, pos, pos + len(piece)))
         out.append(piece)
         pos += len(piece)
-    return NormalisedRequest("".join(out), segments, truncated, original_length)
+    return NormalisedRequest("".join(out), segments, truncated, original_length, masked)

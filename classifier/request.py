@@ -1,0 +1,81 @@
+"""The input contract (SPEC §1): one request, validated field by field.
+
+A record that cannot be read raises :class:`InputError` naming the row and the
+field, so a batch can report it and go on with the other rows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from . import spec
+from .errors import Errors, InputError
+
+#: Longest text accepted at all; longer input is refused, not cut (cutting to
+#: ``normalise.MAX_TEXT_CHARS`` happens later and is reported in the explanation).
+MAX_INPUT_CHARS = 5_000_000
+MAX_ATTACHMENTS = 100
+
+
+@dataclass(frozen=True)
+class Request:
+    """One support request as SPEC §1 defines it."""
+
+    text: str
+    subject: str | None = None
+    id: str | None = None
+    channel: str | None = None
+    attachments: tuple[str, ...] = field(default_factory=tuple)
+    product: str | None = None
+
+    @classmethod
+    def from_mapping(cls, record: Any, row: int | str = 1) -> "Request":
+        """Build a request from a JSON object or CSV row; ``row`` names it in errors."""
+        if isinstance(record, Request):
+            return record
+        if isinstance(record, str):
+            record = {"text": record}
+        if not isinstance(record, Mapping):
+            raise InputError(Errors.E036.format(row=row), row=row)
+
+        def opt_str(name: str) -> str | None:
+            value = record.get(name)
+            if value is None or value == "":
+                return None
+            if isinstance(value, bool) or not isinstance(value, (str, int)):
+                raise InputError(Errors.E032.format(row=row, field=name, expected="a string",
+                                                    got=type(value).__name__), row=row, field=name)
+            return str(value)
+
+        text = record.get("text")
+        if text is None or (isinstance(text, str) and not text.strip()):
+            raise InputError(Errors.E031.format(row=row), row=row, field="text")
+        if not isinstance(text, str):
+            raise InputError(Errors.E032.format(row=row, field="text", expected="a string",
+                                                got=type(text).__name__), row=row, field="text")
+        if len(text) > MAX_INPUT_CHARS:
+            raise InputError(Errors.E032.format(row=row, field="text", expected=f"at most {MAX_INPUT_CHARS} characters",
+                                                got=f"{len(text)} characters"), row=row, field="text")
+        channel = opt_str("channel")
+        if channel is not None and channel not in spec.CHANNELS:
+            raise InputError(Errors.E034.format(row=row, field="channel", value=channel,
+                                                allowed=", ".join(spec.CHANNELS)), row=row, field="channel")
+        product = opt_str("product")
+        if product is not None and product not in spec.PRODUCTS:
+            raise InputError(Errors.E034.format(row=row, field="product", value=product,
+                                                allowed=", ".join(spec.PRODUCTS)), row=row, field="product")
+        attachments = record.get("attachments")
+        if attachments in (None, ""):
+            attachments = ()
+        elif isinstance(attachments, str):  # CSV: ';'-separated file names
+            attachments = tuple(a.strip() for a in attachments.split(";") if a.strip())
+        elif isinstance(attachments, (list, tuple)) and all(isinstance(a, str) for a in attachments):
+            attachments = tuple(attachments)
+        else:
+            raise InputError(Errors.E032.format(row=row, field="attachments", expected="a list of file names",
+                                                got=type(attachments).__name__), row=row, field="attachments")
+        if len(attachments) > MAX_ATTACHMENTS:
+            raise InputError(Errors.E032.format(row=row, field="attachments", expected=f"at most {MAX_ATTACHMENTS} names",
+                                                got=f"{len(attachments)} names"), row=row, field="attachments")
+        return cls(text=text, subject=opt_str("subject"), id=opt_str("id"), channel=channel,
+                   attachments=attachments, product=product)
