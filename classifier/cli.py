@@ -16,6 +16,8 @@ from .errors import IntakeError
 
 RULES_OPTION = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
                             help="Rules folder (default: the bundled rules/).")
+MODEL_OPTION = click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
+                            help="Model folder with model.joblib and manifest.json (default: the bundled models/).")
 
 
 def _fail(exc: Exception) -> None:
@@ -99,6 +101,219 @@ def data_stats(data_path: Path | None) -> None:
     click.echo(f"label problems: {len(problems)}; coverage minimums: {'all hold' if not short else f'{len(short)} not met'}")
     if problems or short:
         sys.exit(1)
+
+
+def _load_classifier(model_dir: Path | None, rules_dir: Path | None, no_model: bool = False):
+    from .classify import Classifier
+
+    try:
+        return Classifier.load(model_dir, rules_dir=rules_dir, use_model=not no_model)
+    except IntakeError as exc:
+        _fail(exc)
+
+
+def _readable(result) -> str:
+    d = result.to_dict()
+    lines = [
+        f"category:      {d['category']} ({d['scope']}, confidence {d['confidence']:.2f}"
+        + (", needs review" if d["needs_review"] else "") + ")",
+        "clauses:       " + "; ".join(f"{c['id']} {c['sla'][:70]}" for c in d["clauses"]),
+        f"severity:      {d['severity']} (respond within {d['response_time_hours']} h)",
+        f"missing info:  {', '.join(d['missing_info']) or '-'}",
+        f"delay reasons: {', '.join(d['delay_reasons']) or '-'}",
+        f"flags:         {', '.join(d['flags']) or '-'}",
+        "rules fired:   " + (", ".join(f"{r['id']} ({'/'.join(r['matched'][:2])})" for r in d["explanation"]["rules"]) or "-"),
+        "model:         " + (", ".join(f"{k}={v[0]['label']} ({v[0]['probability']:.2f})"
+                                       for k, v in d["explanation"]["model"].items() if v) or "-"),
+    ]
+    if d["explanation"].get("review_reasons"):
+        lines.append("review:        " + "; ".join(d["explanation"]["review_reasons"]))
+    return "\n".join(lines) + "\n\nsuggested reply:\n" + d["suggested_reply"]
+
+
+@main.command()
+@click.argument("text", required=False)
+@click.option("--subject", default=None, help="Subject of the single request given as TEXT.")
+@click.option("--input", "input_path", type=click.Path(path_type=Path, allow_dash=True), default=None,
+              help="JSONL or CSV file of requests, or - for standard input.")
+@click.option("--output", "output_path", type=click.Path(path_type=Path, allow_dash=True), default=None,
+              help="Where to write results (JSONL or CSV by extension; default: standard output).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None, help="Input format (default: by extension).")
+@click.option("--output-format", "out_fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Output format (default: by extension of --output, else jsonl).")
+@click.option("--json", "as_json", is_flag=True, help="For TEXT: print the JSON result instead of the readable summary.")
+@click.option("--no-model", is_flag=True, help="Rules alone, without the trained model.")
+@click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
+@MODEL_OPTION
+@RULES_OPTION
+def classify(text, subject, input_path, output_path, fmt, out_fmt, as_json, no_model, quiet, model_dir, rules_dir) -> None:
+    """Classify one request (TEXT) or a batch (--input FILE|-).
+
+    Exit status: 0 when every row was classified, 1 when some rows failed or on an
+    error, 2 for usage errors.
+    """
+    import json
+
+    from . import batch
+
+    if (text is None) == (input_path is None):
+        raise click.UsageError("give either TEXT or --input FILE (not both)")
+    clf = _load_classifier(model_dir, rules_dir, no_model)
+    if text is not None:
+        try:
+            result = clf.classify({"text": text, "subject": subject})
+        except IntakeError as exc:
+            _fail(exc)
+        click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if as_json else _readable(result))
+        return
+    try:
+        in_fmt = batch.detect_format(input_path, fmt)
+        out_fmt = out_fmt or batch.detect_format(output_path if output_path and str(output_path) != "-" else None, None)
+        records = batch.read_requests(input_path, in_fmt)
+        total = None
+        if str(input_path) != "-":
+            with open(input_path, "rb") as f:
+                total = sum(1 for _ in f) - (1 if in_fmt == "csv" else 0)
+    except IntakeError as exc:
+        _fail(exc)
+    out = sys.stdout if output_path is None or str(output_path) == "-" else open(output_path, "w", encoding="utf-8", newline="")
+    counts = {"category": Counter(), "scope": Counter(), "severity": Counter()}
+    failed: list[str] = []
+    from tqdm import tqdm
+
+    progress = tqdm(total=total, unit="req", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
+    try:
+        for result in batch.write_results(clf.classify_many(records), out, out_fmt):
+            progress.update(1)
+            if result.ok:
+                for key in counts:
+                    counts[key][getattr(result, key)] += 1
+            else:
+                failed.append(f"row {result.error['row']}: {result.error['message']}")
+    except IntakeError as exc:
+        _fail(exc)
+    finally:
+        progress.close()
+        if out is not sys.stdout:
+            out.close()
+    if not quiet:
+        done = sum(counts["category"].values())
+        click.echo(f"classified {done} rows, {len(failed)} failed", err=True)
+        for key, c in counts.items():
+            click.echo(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in c.most_common()), err=True)
+        for line in failed[:20]:
+            click.echo(f"  failed {line}", err=True)
+        if len(failed) > 20:
+            click.echo(f"  … and {len(failed) - 20} more failed rows", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+def schema() -> None:
+    """Print the JSON Schema of one output line."""
+    import json
+
+    from .result import result_schema
+
+    click.echo(json.dumps(result_schema(), indent=2, ensure_ascii=False))
+
+
+@main.command()
+@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
+              help="Labelled requests, JSONL or CSV (default: data/tickets.jsonl).")
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Model folder to write (default: the bundled models/).")
+@click.option("--text-col", default="text", show_default=True, help="Column holding the request text.")
+@click.option("--label-col", default=None, help="Train a category model on this column of your own labels.")
+@RULES_OPTION
+def train(data_path, out_dir, text_col, label_col, rules_dir) -> None:
+    """Train on the train split, evaluate on the test split, save model and manifest."""
+    import time
+
+    from . import dataset, training
+    from .model_files import DEFAULT_MODEL_DIR
+
+    start = time.perf_counter()
+    try:
+        manifest = training.train(data_path or dataset.DEFAULT_DATA, out_dir or DEFAULT_MODEL_DIR,
+                                  text_col=text_col, label_col=label_col, rules_dir=rules_dir)
+    except (IntakeError, ValueError) as exc:
+        _fail(exc)
+    click.echo(f"trained on {manifest['data']['rows_train']} rows in {time.perf_counter() - start:.1f} s; "
+               f"model written to {out_dir or DEFAULT_MODEL_DIR}")
+    if manifest["evaluation"]:
+        click.echo(_evaluation_table(manifest["evaluation"]))
+
+
+def _evaluation_table(ev: dict) -> str:
+    modes = [m for m in ("rules", "model", "combined") if m in ev]
+    if not modes or "clause_accuracy" not in ev[modes[0]]:
+        m = ev.get("model", ev)
+        rows = [f"category macro-F1  {m['category']['macro_f1'] if 'category' in m else m['macro_f1']:.3f}"]
+        return "\n".join(rows)
+    fields = [("category macro-F1", lambda e: e["category"]["macro_f1"]),
+              ("scope accuracy", lambda e: e["scope_accuracy"]),
+              ("clause accuracy", lambda e: e["clause_accuracy"]),
+              ("severity accuracy", lambda e: e["severity_accuracy"]),
+              ("missing_info micro-F1", lambda e: e["missing_info_micro_f1"]),
+              ("delay_reasons micro-F1", lambda e: e["delay_reasons_micro_f1"]),
+              ("flags micro-F1", lambda e: e["flags_micro_f1"])]
+    out = [f"| field ({ev.get('rows', '?')} test rows) | " + " | ".join(modes) + " |",
+           "|---|" + "---:|" * len(modes)]
+    for name, get in fields:
+        out.append(f"| {name} | " + " | ".join(f"{get(ev[m]):.3f}" for m in modes) + " |")
+    return "\n".join(out)
+
+
+@main.command()
+@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
+              help="Labelled requests, JSONL or CSV (default: data/tickets.jsonl).")
+@click.option("--split", default="test", show_default=True, help="Split to evaluate on (train, test or all).")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder for report.json and the category confusion matrix (PNG).")
+@click.option("--text-col", default="text", show_default=True)
+@click.option("--label-col", default=None, help="Column of your own category labels.")
+@MODEL_OPTION
+@RULES_OPTION
+def evaluate(data_path, split, report_dir, text_col, label_col, model_dir, rules_dir) -> None:
+    """Per-field figures for rules only, model only and combined."""
+    import json
+
+    from . import dataset, training
+    from .model_files import load_model
+
+    predictions: dict[str, list[str]] = {}
+    try:
+        model, manifest = load_model(model_dir)
+        ev = training.evaluate(data_path or dataset.DEFAULT_DATA, model, split=split, text_col=text_col,
+                               label_col=label_col, rules_dir=rules_dir, predictions=predictions)
+    except (IntakeError, ValueError) as exc:
+        _fail(exc)
+    click.echo(_evaluation_table(ev))
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        (report_dir / "report.json").write_text(json.dumps(ev, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        png = training.plot_confusion(predictions["gold"], predictions["predicted"], report_dir / "confusion_category.png")
+        click.echo(f"report written to {report_dir / 'report.json'} and {png}")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@MODEL_OPTION
+@RULES_OPTION
+def serve(host, port, workers, model_dir, rules_dir) -> None:
+    """Run the HTTP service (needs the serve extra: pip install -e ".[serve]")."""
+    try:
+        from .service import run
+    except ImportError as exc:
+        _fail(f"the HTTP service needs the serve extra ({exc.name} is missing): pip install -e \".[serve]\"")
+    try:
+        run(host=host, port=port, workers=workers, model_dir=model_dir, rules_dir=rules_dir)
+    except IntakeError as exc:
+        _fail(exc)
 
 
 #: Delay reasons decided from other findings rather than their own rules (SPEC §6):

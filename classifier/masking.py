@@ -15,8 +15,8 @@ MASK = "[MASKED]"
 _KW_PASSWORD = (r"(?:password|passwort|passwd|pass(?:phrase)?|pwd|pw|kennwort|contrase(?:ñ|n)a|senha|"
                 r"has(?:ł|l)o|пароль|mot de passe|clave|secret|root pw)")
 _ACCESS_WORDS = re.compile(r"\b(?:ftp|sftp|ssh|rdp|remote desktop|anydesk|teamviewer|cpanel|plesk|ispmanager|"
-                           r"control panel|admin panel|login|logon|credentials|access|zugang|zugangsdaten|доступ|"
-                           r"acceso|acesso|dostęp|user(?:name)?|benutzer)\b", re.I)
+                           r"control panel|admin panel|login|log in|logon|sign in|credentials|access|zugang|zugangsdaten|доступ|"
+                           r"acceso|acesso|dostęp|user(?:name)?|benutzer|root|admin|server|vps|host)\b", re.I)
 
 # (kind, regex, group to mask)
 _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
@@ -31,7 +31,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
         r"\b(?:api[ _-]?key|api[ _-]?token|access[ _-]?token|auth[ _-]?token|refresh[ _-]?token|client[ _-]?secret"
         r"|secret[ _-]?key|app[ _-]?secret|webhook[ _-]?(?:secret|token|code)|token|application_token)"
         r"\s*(?:[:=]|is|:=|=>)\s*[\"'`]?([A-Za-z0-9._~+/=-]{8,500})", re.I), 1),
-    ("password", re.compile(r"\b" + _KW_PASSWORD + r"\b\s*(?:[:=]|=>|-|is|ist|es|é|to|:\s*-)\s*[\"'`«]?([^\s\"'`»]{1,200})", re.I), 1),
+    ("password", re.compile(r"\b" + _KW_PASSWORD + r"\b(?:\s{1,3}(?:for|of|to|für|para|для|do)(?:\s{1,3}[\w.@-]{1,60}){1,3}?)?"
+                            r"\s*(?:[:=]|=>|-|is|ist|es|é|to|:\s*-)\s*[\"'`«]?([^\s\"'`»]{1,200})", re.I), 1),
     ("license_key", re.compile(
         r"\b(?:license|licence|lizenz|licencia|licença|licencja|лицензи\w{0,3})[ _-]?(?:key|schlüssel|clave|chave|klucz|ключ)?"
         r"\s*(?:[:=#]|is|ist|es|é)?\s*[\"'`]?([A-Z0-9]{2,10}(?:-[A-Z0-9]{2,20}){1,8})", re.I), 1),

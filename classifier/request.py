@@ -6,7 +6,7 @@ field, so a batch can report it and go on with the other rows.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any, Mapping, NamedTuple
 
 from . import spec
 from .errors import Errors, InputError
@@ -79,3 +79,10 @@ class Request:
                                                 got=f"{len(attachments)} names"), row=row, field="attachments")
         return cls(text=text, subject=opt_str("subject"), id=opt_str("id"), channel=channel,
                    attachments=attachments, product=product)
+
+
+class NumberedRecord(NamedTuple):
+    """A record (or the error reading it) with the row number it came from in its file."""
+
+    row: int
+    record: Any

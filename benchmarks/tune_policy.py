@@ -1,0 +1,59 @@
+"""Choose the rules-plus-model policy weights by 5-fold cross-validation on the
+train split only (the test split is never read here).
+
+    python benchmarks/tune_policy.py [--data data/tickets.jsonl]
+
+Prints the grid's best weights; classifier/decide.py's Policy defaults come from here.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold
+
+from classifier.dataset import read_labelled
+from classifier.decide import Policy, decide
+from classifier.model import RequestModel, analyse_inputs
+from classifier.training import DEFAULT_PARAMS, SPEC_TARGETS, _requests, category_scores
+
+
+def out_of_fold_probas(df, analysed, folds=5):
+    probas = [None] * len(df)
+    skf = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
+    for tr, te in skf.split(np.zeros(len(df)), df["clause"]):
+        model = RequestModel(**DEFAULT_PARAMS).fit([analysed[i] for i in tr], df.iloc[tr][list(SPEC_TARGETS)])
+        raw = model.predict_proba([analysed[i] for i in te])
+        for j, i in enumerate(te):
+            probas[i] = {n: dict(zip(c.tolist(), p[j].tolist())) for n, c, p in zip(SPEC_TARGETS, model.classes_, raw)}
+    return probas
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--data", default="data/tickets.jsonl")
+    args = ap.parse_args()
+    df = read_labelled(args.data)
+    df = df[df["split"] == "train"].reset_index(drop=True)
+    analysed = analyse_inputs(_requests(df))
+    probas = out_of_fold_probas(df, analysed)
+    best = None
+    for rw, cw in itertools.product([0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.8], [0.0, 0.25, 0.5, 0.75]):
+        pol = Policy(rule_weight=rw, category_weight=cw)
+        ds = [decide(a, p, "combined", pol) for a, p in zip(analysed, probas)]
+        f1 = category_scores(df["category"], [d.category for d in ds])["macro_f1"]
+        acc = float(np.mean([d.clause == g for d, g in zip(ds, df["clause"])]))
+        print(f"rule_weight {rw:.2f} category_weight {cw:.2f}: category macro-F1 {f1:.3f} clause acc {acc:.3f}")
+        if best is None or f1 + acc > best[0]:
+            best = (f1 + acc, rw, cw)
+    print(f"best clause policy: rule_weight={best[1]} category_weight={best[2]}")
+    for sw in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]:
+        pol = Policy(rule_weight=best[1], category_weight=best[2], severity_rule_weight=sw)
+        ds = [decide(a, p, "combined", pol) for a, p in zip(analysed, probas)]
+        acc = float(np.mean([d.severity == g for d, g in zip(ds, df["severity"])]))
+        print(f"severity_rule_weight {sw:.1f}: severity acc {acc:.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The library entry point: ``Classifier.load()`` then ``classify`` / ``classify_many``.
+
+The flow a request takes, one module per stage: normalise and mask
+(:mod:`.normalise`, :mod:`.masking`) -> match rules (:mod:`.matching`) -> model
+(:mod:`.model`) -> decide (:mod:`.decide`) -> reply (:mod:`.reply`) -> output
+(:mod:`.result`, :mod:`.batch`).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+
+from . import spec
+from .decide import Decision, decide
+from .errors import InputError
+from .features import Analysed, Analyser
+from .model import RequestModel
+from .model_files import load_model
+from .reply import check_templates, write_reply
+from .request import NumberedRecord, Request
+from .result import Result
+
+log = logging.getLogger("intake")
+
+#: Requests analysed and predicted together by classify_many.
+BATCH_SIZE = 256
+
+
+class Classifier:
+    """Rules plus (optionally) a trained model; classifies requests per SPEC."""
+
+    def __init__(self, analyser: Analyser, model: RequestModel | None = None,
+                 manifest: dict[str, Any] | None = None) -> None:
+        self.analyser = analyser
+        self.model = model
+        self.manifest = manifest or {}
+        ruleset = analyser.ruleset
+        check_templates(ruleset.templates)
+        self.templates = ruleset.templates
+        self.clause_texts = {}
+        for rule in ruleset.of_kind("clause"):
+            self.clause_texts.setdefault(rule.label, rule.sla or "")
+        names = self.manifest.get("targets") or (getattr(model, "target_names_", None) or [])
+        self._targets = list(names)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, *, rules_dir: str | Path | None = None,
+             use_model: bool = True) -> "Classifier":
+        """The bundled model and rules unless told otherwise; ``use_model=False`` is rules alone."""
+        analyser = Analyser(rules_dir)
+        if not use_model:
+            return cls(analyser)
+        model, manifest = load_model(path)
+        model.rules_dir = None if rules_dir is None else str(rules_dir)
+        return cls(analyser, model, manifest)
+
+    @property
+    def rules_digest(self) -> str:
+        return self.analyser.ruleset.digest
+
+    # -- classification ------------------------------------------------------------
+    def classify(self, request: Any) -> Result:
+        """One request (a text, a mapping of SPEC §1 fields, or a Request)."""
+        req = Request.from_mapping(request, row=1)
+        return next(self._results([req]))
+
+    def classify_many(self, requests: Iterable[Any], batch_size: int = BATCH_SIZE) -> Iterator[Result]:
+        """Stream results in input order; a record that cannot be read yields an error
+        result naming its row instead of stopping the batch. Items may be texts,
+        mappings, Requests, or :class:`NumberedRecord` (row numbers from a file reader);
+        otherwise rows are numbered from 1."""
+        it = iter(requests)
+        row = 0
+        while True:
+            chunk = list(islice(it, batch_size))
+            if not chunk:
+                return
+            good: list[Request] = []
+            slots: list[Result | None] = []
+            for record in chunk:
+                row += 1
+                if isinstance(record, NumberedRecord):
+                    row, record = record
+                if isinstance(record, InputError):  # a reader already failed on this row
+                    slots.append(_error_result(record, row, None))
+                    continue
+                try:
+                    req = Request.from_mapping(record, row=row)
+                except InputError as exc:
+                    rid = record.get("id") if isinstance(record, dict) else None
+                    slots.append(_error_result(exc, row, rid if rid not in (None, "") else row))
+                    continue
+                good.append(req if req.id is not None else replace(req, id=str(row)))
+                slots.append(None)
+            results = self._results(good)
+            for slot in slots:
+                yield slot if slot is not None else next(results)
+
+    def classify_frame(self, df: pd.DataFrame, text_col: str = "text") -> pd.DataFrame:
+        """A copy of ``df`` with the result columns added (``error`` for unreadable rows)."""
+        records = df.rename(columns={text_col: "text"}).to_dict("records") if text_col != "text" else df.to_dict("records")
+        records = [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))} for r in records]
+        rows = [r.to_dict() for r in self.classify_many(records)]
+        out = pd.DataFrame(rows, index=df.index)
+        return pd.concat([df, out.drop(columns=[c for c in out.columns if c in df.columns and c != "id"]
+                                       + (["id"] if "id" in df.columns else []))], axis=1)
+
+    # -- internals ------------------------------------------------------------------
+    def _results(self, requests: list[Request]) -> Iterator[Result]:
+        for start in range(0, len(requests), BATCH_SIZE):
+            analysed = list(self.analyser.analyse(requests[start:start + BATCH_SIZE]))
+            probas = self._probas(analysed)
+            for a, p in zip(analysed, probas):
+                yield self._result(a, decide(a, p))
+
+    def _probas(self, analysed: list[Analysed]) -> list[dict[str, dict[str, float]] | None]:
+        if self.model is None or not analysed:
+            return [None] * len(analysed)
+        raw = self.model.predict_proba(analysed)
+        raw = raw if isinstance(raw, list) else [raw]
+        classes = self.model.classes_ if isinstance(self.model.classes_, list) else [self.model.classes_]
+        out = []
+        for i in range(len(analysed)):
+            out.append({name: dict(zip(cls.tolist(), p[i].tolist()))
+                        for name, cls, p in zip(self._targets, classes, raw)})
+        return out
+
+    def _result(self, a: Analysed, d: Decision) -> Result:
+        reply = write_reply(d, self.templates, self.clause_texts)
+        explanation = dict(d.explanation)
+        explanation["review_reasons"] = d.review_reasons
+        return Result(
+            id=a.request.id, category=d.category, scope=d.scope,
+            clauses=[{"id": c, "sla": self.clause_texts.get(c, "")} for c in d.clauses],
+            severity=d.severity, response_time_hours=spec.RESPONSE_TIME_HOURS[d.severity],
+            missing_info=d.missing_info, delay_reasons=d.delay_reasons, flags=d.flags,
+            confidence=d.confidence, needs_review=d.needs_review, explanation=explanation,
+            suggested_reply=reply)
+
+
+def _error_result(exc: InputError, row: int, rid: Any) -> Result:
+    log.warning("row %s not classified: %s", row, exc)
+    return Result(id=str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None,
+                  error={"row": row, "field": getattr(exc, "field", None), "message": str(exc)})

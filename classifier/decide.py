@@ -1,0 +1,270 @@
+"""Decide: combine rule hits and model probabilities into the SPEC §2 findings.
+
+Every policy lives here, with named constants, in the order SPEC lists them:
+clause and scope (§3), severity (§4), missing information (§5), delay reasons
+(§6), flags (§7), confidence and ``needs_review``. The rule/model combination is
+one function, :func:`combine_clause`, so the policy reads in one place.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from . import spec
+from .features import Analysed
+from .matching import Hit
+
+@dataclass(frozen=True)
+class Policy:
+    """The named weights of the rules-plus-model policy.
+
+    The defaults are chosen by 5-fold cross-validation on the train split
+    (``benchmarks/tune_policy.py``); the test split is never used to choose them.
+    """
+
+    #: share of a clause's score that comes from its rules (the rest from the model)
+    rule_weight: float = 0.2
+    #: within the model's share, weight of p(category) against p(clause)
+    category_weight: float = 0.0
+    #: share of a severity's score that comes from severity cues
+    severity_rule_weight: float = 0.3
+    #: needs_review when the category confidence is below this
+    review_below: float = 0.5
+
+
+DEFAULT_POLICY = Policy()
+#: Rules alone (no model, or the model is switched off): the clause when no clause rule fired.
+RULES_ONLY_FALLBACK = "3.6.in.1"
+#: Rules alone: severity by category when no cue fired (questions are low, problems medium).
+RULES_ONLY_SEVERITY = {"installation": "medium", "performance": "medium", "updates": "medium",
+                       "product_error": "medium", "development": "low", "general": "low", "other": "low"}
+# ---- delay reasons and flags ---------------------------------------------------
+#: Clauses whose request always needs a product change or custom work (SPEC §6).
+CUSTOM_IMPROVEMENT_CLAUSES = frozenset({"3.6.in.4", "3.5.out.2", "3.5.out.4", "3.5.out.5", "3.5.out.6",
+                                        "3.2.out.3", "1.4.out.1"})
+#: A product version whose year part is at most this, stated as current, is an old version.
+OLD_VERSION_MAX_YEAR = 22
+#: Image formats that must be archived before sending (SPEC §7, §4.6).
+BAD_IMAGE_EXTENSIONS = frozenset({"bmp", "tif", "tiff", "heic"})
+
+_VERSION_YEAR = re.compile(r"(?<![\d.])(\d{2})\.(?:\d{1,3}|x)")
+
+
+@dataclass
+class Decision:
+    """Everything decided about one request, before the reply is written."""
+
+    category: str
+    clause: str
+    scope: str
+    clauses: list[str]
+    severity: str
+    missing_info: list[str]
+    delay_reasons: list[str]
+    flags: list[str]
+    confidence: float
+    needs_review: bool
+    review_reasons: list[str] = field(default_factory=list)
+    explanation: dict[str, Any] = field(default_factory=dict)
+
+
+def _noisy_or(weights: list[float]) -> float:
+    return float(1.0 - np.prod([1.0 - w for w in weights])) if weights else 0.0
+
+
+def rule_clause_scores(hits: list[Hit]) -> dict[str, float]:
+    """Clause -> evidence from its rules (noisy-or of the weights of the distinct rules that fired)."""
+    by_clause: dict[str, dict[str, float]] = {}
+    for h in hits:
+        if h.kind == "clause":
+            by_clause.setdefault(h.label, {})[h.rule_id] = h.weight
+    return {c: _noisy_or(list(ws.values())) for c, ws in by_clause.items()}
+
+
+def combine_clause(rule_scores: dict[str, float], p_clause: dict[str, float] | None,
+                   p_category: dict[str, float] | None,
+                   policy: Policy = DEFAULT_POLICY) -> tuple[str, dict[str, float], str]:
+    """The clause policy. Returns (clause, score per clause, which policy decided).
+
+    - ``model+rules``: score = rule_weight * rule evidence + (1 - rule_weight) *
+      (category_weight * p(category of clause) + (1 - category_weight) * p(clause)).
+    - ``rules``: no model; the clause whose rules give the most evidence, else
+      RULES_ONLY_FALLBACK.
+    """
+    if p_clause is None:
+        if not rule_scores:
+            return RULES_ONLY_FALLBACK, {RULES_ONLY_FALLBACK: 0.0}, "rules-fallback"
+        best = max(sorted(rule_scores), key=lambda c: rule_scores[c])
+        return best, dict(rule_scores), "rules"
+    scores = {}
+    for clause in spec.CLAUSES:
+        model = (policy.category_weight * (p_category or {}).get(spec.CLAUSES[clause][0], 0.0)
+                 + (1 - policy.category_weight) * p_clause.get(clause, 0.0))
+        scores[clause] = policy.rule_weight * rule_scores.get(clause, 0.0) + (1 - policy.rule_weight) * model
+    best = max(sorted(scores), key=lambda c: scores[c])
+    return best, scores, "model+rules"
+
+
+def combine_severity(hits: list[Hit], p_severity: dict[str, float] | None, category: str,
+                     policy: Policy = DEFAULT_POLICY) -> tuple[str, str]:
+    """The severity policy: cues and model blended like clauses; rules alone take the
+    most severe strongest cue, else the category default."""
+    cues: dict[str, float] = {}
+    for h in hits:
+        if h.kind == "severity":
+            cues[h.label] = max(cues.get(h.label, 0.0), h.weight)
+    if p_severity is None:
+        if not cues:
+            return RULES_ONLY_SEVERITY[category], "rules-fallback"
+        top = max(cues.values())
+        return next(s for s in spec.SEVERITIES if cues.get(s) == top), "rules"
+    scores = {s: policy.severity_rule_weight * cues.get(s, 0.0) + (1 - policy.severity_rule_weight) * p_severity.get(s, 0.0)
+              for s in spec.SEVERITIES}
+    return max(spec.SEVERITIES, key=lambda s: scores[s]), "model+rules"
+
+
+def _present(hits: list[Hit], item: str) -> list[Hit]:
+    """Hits saying ``item`` is present, minus those overlapped by a ``not_<item>`` hit."""
+    blockers = [(h.start, h.end) for h in hits if h.kind == "info" and h.label == f"not_{item}"]
+    return [h for h in hits if h.kind == "info" and h.label == item
+            and not any(a < h.end and h.start < b for a, b in blockers)]
+
+
+def _labels(hits: list[Hit], kind: str) -> set[str]:
+    return {h.label for h in hits if h.kind == kind}
+
+
+def stated_version_years(hits: list[Hit]) -> list[int]:
+    """Year parts of the product versions the request states (``23.850`` -> 23)."""
+    years = []
+    for h in _present(hits, "version"):
+        m = _VERSION_YEAR.search(h.text)
+        if m:
+            years.append(int(m.group(1)))
+    return years
+
+
+#: Ways to decide category, clause and severity: both sources, or one alone (for evaluation).
+MODES = ("combined", "rules", "model")
+
+
+def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None,
+           mode: str = "combined", policy: Policy = DEFAULT_POLICY) -> Decision:
+    """All findings for one request. ``probas`` maps ``category``/``clause``/``severity``
+    to the model's probabilities (None: rules alone). ``mode="model"`` ignores clause
+    rules and severity cues, ``mode="rules"`` ignores the model; detectors for missing
+    information, delay reasons and flags are rules in every mode."""
+    if mode not in MODES:
+        raise ValueError(f"mode={mode!r} is not allowed. Possible values: {list(MODES)}")
+    hits = analysed.hits
+    request = analysed.request
+    probas = {} if mode == "rules" or probas is None else probas
+    rule_scores = rule_clause_scores(hits)
+    if mode == "model" and probas:
+        clause, scores, clause_policy = combine_clause({}, probas.get("clause"), probas.get("category"), policy)
+        clause_policy = "model"
+    else:
+        clause, scores, clause_policy = combine_clause(rule_scores, probas.get("clause"), probas.get("category"), policy)
+    category, scope = spec.CLAUSES[clause]
+    ranked = sorted((c for c, v in scores.items() if v > 0), key=lambda c: -scores[c])
+    clauses = [clause] + [c for c in ranked if c != clause and rule_scores.get(c, 0) > 0][:2]
+    total = sum(scores.values())
+    cat_score = sum(v for c, v in scores.items() if spec.CLAUSES[c][0] == category)
+    confidence = cat_score / total if total > 0 else 0.0
+
+    if mode == "model" and "severity" in probas:
+        severity = max(probas["severity"], key=lambda k: probas["severity"][k])
+        severity_policy = "model"
+    else:
+        severity, severity_policy = combine_severity(hits, probas.get("severity"), category, policy)
+
+    # §5 missing information
+    info = _labels(hits, "info")
+    cloud = request.product == "cloud" or bool(_present(hits, "cloud"))
+    present = {item for item in ("url", "version", "edition", "steps_to_reproduce") if _present(hits, item)}
+    required = [i for i in spec.REQUIRED_INFO[category] if not (i == "version" and cloud)]
+    missing = [i for i in spec.MISSING_ITEMS if i in required and i not in present]
+
+    # §6 delay reasons
+    delays = set(_labels(hits, "delay"))
+    if missing:
+        delays.add("missing_information")
+    if scope == "out_of_scope":
+        delays.add("out_of_scope")
+    if clause in CUSTOM_IMPROVEMENT_CLAUSES:
+        delays.add("requires_custom_improvement")
+    years = stated_version_years(hits)
+    old_version = bool(years) and min(years) <= OLD_VERSION_MAX_YEAR
+    if old_version:
+        delays.add("updates_not_installed")
+    portal_address = bool(_present(hits, "cloud")) and any(h.rule_id == "info.cloud.portal_address" for h in hits)
+    self_hosted = "self_hosted" in info or "server_access" in info
+    contradictions = []
+    if cloud and "server_access" in info:
+        contradictions.append("cloud portal with server-side files or access")
+    if "up_to_date_claim" in info and old_version:
+        contradictions.append("claims to be up to date beside an old version")
+    if request.product == "cloud" and "self_hosted" in info:
+        contradictions.append("product field says cloud, the text a self-hosted installation")
+    if request.product == "self_hosted" and portal_address:
+        contradictions.append("product field says self_hosted, the text a cloud portal")
+    if contradictions:
+        delays.add("misleading_information")
+
+    # §7 flags
+    flags = set(_labels(hits, "flag"))
+    if analysed.normalised.masked:
+        flags.add("credentials_present")
+    bad_images = [a for a in request.attachments if a.rsplit(".", 1)[-1].lower() in BAD_IMAGE_EXTENSIONS and "." in a]
+    if bad_images:
+        flags.add("attachment_format")
+    if severity == "critical":
+        flags.add("urgent_recovery")
+    if request.channel is not None and request.channel not in spec.OFFICIAL_CHANNELS:
+        flags.add("unofficial_channel")
+
+    review = []
+    if confidence < policy.review_below:
+        review.append(f"confidence {confidence:.2f} below {policy.review_below}")
+    if probas.get("category") and rule_scores:
+        rule_top = max(sorted(rule_scores), key=lambda c: rule_scores[c])
+        model_top = max(probas["category"], key=lambda c: probas["category"][c])
+        if spec.CLAUSES[rule_top][0] != model_top:
+            review.append(f"rules point to {spec.CLAUSES[rule_top][0]} ({rule_top}), the model to {model_top}")
+    if analysed.normalised.truncated:
+        review.append("text was cut before classification")
+
+    explanation = {
+        "rules": _explain_hits(hits),
+        "model": {name: [{"label": k, "probability": round(v, 4)}
+                         for k, v in sorted(p.items(), key=lambda kv: -kv[1])[:3]]
+                  for name, p in probas.items()},
+        "policy": {"clause": clause_policy, "severity": severity_policy,
+                   "rule_weight": policy.rule_weight if clause_policy == "model+rules" else 1.0},
+        "clause_scores": {c: round(scores[c], 4) for c in ranked[:3]},
+        "cloud": cloud,
+        "misleading": contradictions,
+        "masked_secrets": len(analysed.normalised.masked),
+        "bad_attachments": bad_images,
+        "truncated": analysed.normalised.truncated,
+    }
+    if analysed.normalised.truncated:
+        explanation["original_length"] = analysed.normalised.original_length
+    return Decision(category=category, clause=clause, scope=scope, clauses=clauses, severity=severity,
+                    missing_info=missing, delay_reasons=[d for d in spec.DELAY_REASONS if d in delays],
+                    flags=[f for f in spec.FLAGS if f in flags], confidence=round(float(confidence), 4),
+                    needs_review=bool(review), review_reasons=review, explanation=explanation)
+
+
+def _explain_hits(hits: list[Hit]) -> list[dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for h in hits:
+        entry = out.setdefault(h.rule_id, {"id": h.rule_id, "kind": h.kind, "label": h.label,
+                                           "weight": h.weight, "matched": []})
+        words = " ".join(h.text.split())[:80]
+        if words not in entry["matched"] and len(entry["matched"]) < 5:
+            entry["matched"].append(words)
+    return list(out.values())
