@@ -1,0 +1,71 @@
+"""Rule matcher speed against spaCy's blank tokenizer, same texts, same run.
+
+    python benchmarks/matcher_speed.py [--n 5000] [--repeat 3]
+
+Texts: the requests of data/tickets.jsonl (subject + body), cycled to N with a
+ticket number prefixed so no two are identical; normalised (HTML, quotes, secrets)
+beforehand, since normalising is not matching. "matcher" is the whole rule
+pipeline: tokenizer, lemmatizer and the rule matcher component. Runs on one core
+(thread pools pinned to 1). Best of --repeat runs for each side, after a warm-up.
+Ends with: matcher: X req/s, tokenizer: Y req/s, ratio R
+"""
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(var, "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import spacy  # noqa: E402
+
+from classifier.matching import analyse_docs, build_pipeline  # noqa: E402
+from classifier.normalise import normalise  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_texts(n: int) -> list[str]:
+    rows = [json.loads(line) for line in open(ROOT / "data" / "tickets.jsonl", encoding="utf-8")]
+    base = [(r.get("subject") or "", r["text"]) for r in rows]
+    return [f"Ticket {i}: {base[i % len(base)][1]}" for i in range(n)], [base[i % len(base)][0] for i in range(n)]
+
+
+def best_of(repeat: int, fn) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=5000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    texts, subjects = load_texts(args.n)
+    normalised = [normalise(t, s) for t, s in zip(texts, subjects)]
+    plain = [n.text for n in normalised]
+    tokenizer = spacy.blank("en").tokenizer
+    nlp = build_pipeline()
+    # warm-up: fill caches on both sides
+    list(tokenizer.pipe(plain[:500]))
+    list(analyse_docs(nlp, normalised[:500]))
+    t_tok = best_of(args.repeat, lambda: list(tokenizer.pipe(plain)))
+    t_match = best_of(args.repeat, lambda: list(analyse_docs(nlp, normalised)))
+    matcher = nlp.get_pipe("intake_rule_matcher")
+    print(f"{len(matcher.ruleset.rules)} rules: {len(matcher.token_matchers)} token patterns run by anchor, "
+          f"{len(matcher.regexes)} regexes, phrase matchers on LEMMA and LOWER")
+    print(f"requests: {args.n}, mean length {sum(map(len, plain)) / len(plain):.0f} characters")
+    rm, rt = args.n / t_match, args.n / t_tok
+    print(f"matcher: {rm:.0f} req/s, tokenizer: {rt:.0f} req/s, ratio {t_match / t_tok:.2f}")
+
+
+if __name__ == "__main__":
+    main()
