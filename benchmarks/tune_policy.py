@@ -48,11 +48,15 @@ def main() -> None:
         if best is None or f1 + acc > best[0]:
             best = (f1 + acc, rw, cw)
     print(f"best clause policy: rule_weight={best[1]} category_weight={best[2]}")
+    best_sev = None
     for sw in [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6]:
         pol = Policy(rule_weight=best[1], category_weight=best[2], severity_rule_weight=sw)
         ds = [decide(a, p, "combined", pol) for a, p in zip(analysed, probas)]
         acc = float(np.mean([d.severity == g for d, g in zip(ds, df["severity"])]))
         print(f"severity_rule_weight {sw:.1f}: severity acc {acc:.3f}")
+        if best_sev is None or acc > best_sev[0] + 1e-9:
+            best_sev = (acc, sw)
+    print(f"best severity policy: severity_rule_weight={best_sev[1]}")
 
 
 if __name__ == "__main__":

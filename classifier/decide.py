@@ -26,11 +26,11 @@ class Policy:
     """
 
     #: share of a clause's score that comes from its rules (the rest from the model)
-    rule_weight: float = 0.2
+    rule_weight: float = 0.4
     #: within the model's share, weight of p(category) against p(clause)
     category_weight: float = 0.0
     #: share of a severity's score that comes from severity cues
-    severity_rule_weight: float = 0.3
+    severity_rule_weight: float = 0.1
     #: needs_review when the category confidence is below this
     review_below: float = 0.5
 

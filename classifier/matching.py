@@ -297,7 +297,10 @@ class RuleMatcher:
             rule_id = key[:-2] if negative else key
             rule = self.rules[rule_id]
             segment = _segment_at(segments, start)
-            if segment not in rule.read:
+            # every segment the match touches must be one the rule reads: a pattern
+            # must not start in the new message and take its words from a quoted reply
+            if segment not in rule.read or any(
+                    s.kind not in rule.read for s in segments if s.start < end and start < s.end):
                 continue
             if negative:
                 excluded.add(rule_id)

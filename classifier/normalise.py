@@ -41,6 +41,27 @@ _CODE_LINE = re.compile(
 )
 
 
+#: spaCy's tokenizer splits prefixes and suffixes one at a time, and its cost grows
+#: with the square (or worse) of a whitespace-free run's length: 8,000 "<" take
+#: about 10 s. Runs of symbols longer than this are cut to it (they carry nothing
+#: a rule reads) ...
+MAX_SYMBOL_RUN = 16
+#: ... and a space is put into every other whitespace-free run at this interval.
+MAX_WORD_CHARS = 256
+_SYMBOL_RUN = re.compile(r"[^\w\s]{%d,}" % (MAX_SYMBOL_RUN + 1))
+_LONG_WORD = re.compile(r"\S{%d,}" % (MAX_WORD_CHARS + 1))
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def defuse(text: str) -> str:
+    """Make ``text`` safe for the tokenizer: lone surrogates become U+FFFD, long symbol
+    runs are cut and long whitespace-free runs split (linear time; see MAX_WORD_CHARS)."""
+    text = _SURROGATE.sub("\ufffd", text)
+    text = _SYMBOL_RUN.sub(lambda m: m.group(0)[:MAX_SYMBOL_RUN], text)
+    return _LONG_WORD.sub(lambda m: " ".join(m.group(0)[i:i + MAX_WORD_CHARS]
+                                             for i in range(0, len(m.group(0)), MAX_WORD_CHARS)), text)
+
+
 @dataclass
 class Segment:
     kind: str
@@ -143,17 +164,22 @@ def _line_kinds(lines: list[str]) -> list[str]:
     return kinds
 
 
+_MORE_TO_SAY = re.compile(r"^\s*(?:p\.?\s?s\b|one more|also\b|another\b|btw\b|by the way|and\b|but\b|however\b)", re.I)
+
+
 def _looks_like_end(lines: list[str], i: int) -> bool:
-    """A sign-off starts the signature only if little prose follows it."""
-    rest = [ln for ln in lines[i + 1:] if ln.strip() and not ln.lstrip().startswith(">")
-            and not _QUOTE_HEADER.match(ln)]
-    prose_after = 0
-    for ln in rest:
+    """A sign-off starts the signature only if no more of the message follows it:
+    no question, no "one more thing"/"P.S.", and no long line that is not a disclaimer."""
+    for ln in lines[i + 1:]:
+        if not ln.strip() or ln.lstrip().startswith(">"):
+            continue
         if _QUOTE_HEADER.match(ln):
             break
-        if len(ln.split()) > 12:
-            prose_after += 1
-    return prose_after <= 1 and len(rest) <= 12
+        if _DISCLAIMER.match(ln) or re.search(r"confidential|intended recipient|vertraulich", ln, re.I):
+            continue
+        if ln.rstrip().endswith("?") or _MORE_TO_SAY.match(ln) or len(ln.split()) > 12:
+            return False
+    return True
 
 
 def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEXT_CHARS,
@@ -173,7 +199,7 @@ def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEX
     comments: list[str] = []
     if _HTML_HINT.search(text):
         text, comments = html_to_text(text)
-    subject = (subject or "").strip()[:1000]
+    subject = (subject or "").replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ").strip()[:1000]
     masked: list[str] = []
     if mask:
         for name in ("text", "subject"):
@@ -186,6 +212,7 @@ def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEX
         results = [mask_secrets(c) for c in comments]
         comments = [r.text for r in results]
         masked += [k for r in results for k in r.kinds]
+    text, subject, comments = defuse(text), defuse(subject), [defuse(c) for c in comments]
     pieces: list[tuple[str, str]] = []
     if subject:
         pieces.append(("subject", subject))

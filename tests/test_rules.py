@@ -1,0 +1,270 @@
+"""Tests for classifier/rules.py: the bundled rules, their examples and coverage, the
+loader's exact error for each kind of broken rules file, and rules as data (a rule
+added or changed in a folder takes effect with no code change)."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from classifier import spec
+from classifier.cli import FIELD_DERIVED_FLAGS, TEXT_DERIVED_DELAYS, main
+from classifier.errors import RulesError
+from classifier.features import Analyser
+from classifier.matching import build_pipeline
+from classifier.request import Request
+from classifier.rules import DEFAULT_RULES_DIR, MAX_RULES_FILE_BYTES, load_rules
+
+BROKEN = Path(__file__).resolve().parent / "fixtures" / "broken_rules"
+BUNDLED = load_rules()
+
+EXAMPLES = [
+    pytest.param(rule.id, expected, text, id=f"{rule.id}-{expected}-{i}")
+    for rule in BUNDLED.rules
+    for expected, texts in (("match", rule.examples_match), ("no_match", rule.examples_no_match))
+    for i, text in enumerate(texts)
+]
+
+
+def fired_rules(analyser: Analyser, text: str, subject: str | None = None) -> set[str]:
+    """Ids of the rules that fire on one request."""
+    analysed = next(analyser.analyse([Request(text=text, subject=subject)]))
+    return {hit.rule_id for hit in analysed.hits}
+
+
+@pytest.fixture(scope="module")
+def example_hits(analyser: Analyser) -> dict[str, set[str]]:
+    """Rule ids fired on every example text of every bundled rule, in one batch."""
+    texts = sorted({text for _, _, text in (p.values for p in EXAMPLES)})
+    analysed = analyser.analyse(Request(text=t) for t in texts)
+    return {t: {h.rule_id for h in a.hits} for t, a in zip(texts, analysed)}
+
+
+# ------------------------------------------------------------------ bundled rules
+
+
+def test_bundled_rules_load_with_unique_ids() -> None:
+    ids = [r.id for r in BUNDLED.rules]
+    assert len(ids) == len(set(ids))
+    assert len(ids) >= len(spec.CLAUSES)
+    assert all(r.examples_match for r in BUNDLED.rules)
+
+
+@pytest.mark.parametrize(("rule_id", "expected", "text"), EXAMPLES)
+def test_rule_example(example_hits: dict[str, set[str]], rule_id: str, expected: str, text: str) -> None:
+    fired = rule_id in example_hits[text]
+    assert fired == (expected == "match"), f"{rule_id} {'did not fire' if expected == 'match' else 'fired'} on {text!r}"
+
+
+def _coverage(example_hits: dict[str, set[str]], kind: str, labels: list[str]) -> dict[str, tuple[int, int]]:
+    """Per label: passing (match, no_match) examples of the rules of that kind and label."""
+    counts = {label: [0, 0] for label in labels}
+    for rule in BUNDLED.of_kind(kind):
+        if rule.label not in counts:
+            continue
+        counts[rule.label][0] += sum(rule.id in example_hits[t] for t in rule.examples_match)
+        counts[rule.label][1] += sum(rule.id not in example_hits[t] for t in rule.examples_no_match)
+    return {label: (m, n) for label, (m, n) in counts.items()}
+
+
+@pytest.mark.parametrize(("kind", "labels"), [
+    ("clause", list(spec.CLAUSES)),
+    ("severity", list(spec.SEVERITIES)),
+    ("info", list(spec.MISSING_ITEMS)),
+    ("delay", [d for d in spec.DELAY_REASONS if d not in TEXT_DERIVED_DELAYS]),
+    ("flag", [f for f in spec.FLAGS if f not in FIELD_DERIVED_FLAGS]),
+], ids=["clauses", "severities", "missing_info", "delay_reasons", "flags"])
+def test_every_label_has_rules_with_passing_examples(example_hits: dict[str, set[str]], kind: str,
+                                                     labels: list[str]) -> None:
+    coverage = _coverage(example_hits, kind, labels)
+    thin = {label: c for label, c in coverage.items() if c[0] < 3 or c[1] < 1}
+    assert thin == {}, f"labels with < 3 passing match or < 1 passing no_match examples: {thin}"
+
+
+def test_coverage_lists_are_the_spec_ids() -> None:
+    assert len(spec.CLAUSES) == 42
+    assert set(TEXT_DERIVED_DELAYS) < set(spec.DELAY_REASONS)
+    assert set(FIELD_DERIVED_FLAGS) < set(spec.FLAGS)
+    # the text-revealed flags and delay reasons are the ones that need rules
+    assert [f for f in spec.FLAGS if f not in FIELD_DERIVED_FLAGS] == ["multiple_issues", "urgent_recovery"]
+
+
+# ------------------------------------------------------------------ broken rules files
+
+
+def _labels() -> str:
+    return ", ".join(spec.CLAUSES)
+
+
+BROKEN_CASES = {
+    "malformed_yaml": "[E003] {dir}/rules.yaml:10: YAML syntax error: expected ',' or ']', but got '<scalar>'",
+    "unknown_key": ("[E004] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: unknown key 'pattern'. Allowed keys: "
+                    "category, description, examples, exclude, id, kind, label, patterns, read, scope, sla, weight"),
+    "missing_required_key": "[E005] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: missing required key 'examples'.",
+    "duplicate_id_two_rules": ("[E006] {dir}/rules.yaml:14: rule 3.6.in.5#manuals: duplicate id, "
+                               "first defined in {dir}/rules.yaml:3."),
+    "duplicate_id_two_files": ("[E006] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: duplicate id, "
+                               "first defined in {dir}/more_rules.yaml:3."),
+    "unknown_clause": "[E007] {dir}/rules.yaml:3: rule 3.6.in.6: label '3.6.in.6' is not allowed. Allowed values: {labels}",
+    "category_mismatch": ("[E015] {dir}/rules.yaml:3: rule 3.5.out.6#payu: category 'general' does not match "
+                          "clause 3.5.out.6 (expected 'development')."),
+    "wrong_scope": ("[E007] {dir}/rules.yaml:3: rule 3.5.out.6#payu: scope 'in_scope' is not allowed. "
+                    "Allowed values: out_of_scope"),
+    "token_pattern_not_mappings": ("[E008] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: pattern 1 is not a valid "
+                                   "spaCy token pattern: expected a non-empty list of token mappings"),
+    "regex_does_not_compile": ("[E009] {dir}/rules.yaml:3: rule info.version.main: regex 1 does not compile: "
+                               "missing ), unterminated subpattern at position 9"),
+    "nested_quantifier_regex": ("[E010] {dir}/rules.yaml:3: rule info.url.host: regex 1 nests a quantifier inside "
+                                "a repeated group ((\\w+\\.)+), which can backtrack catastrophically on long input."),
+    "weight_out_of_range": "[E011] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: weight must be a number in (0, 1], got 1.5.",
+    "unknown_read_segment": ("[E007] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: read 'footer' is not allowed. "
+                             "Allowed values: subject, prose, code, quoted, signature, hidden"),
+    "yaml_alias": "[E013] {dir}/rules.yaml:11: YAML anchors and aliases are not allowed in rules files.",
+    "python_object_tag": ("[E003] {dir}/rules.yaml:7: YAML syntax error: could not determine a constructor "
+                          "for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
+    "no_rules_list": "[E014] {dir}/rules.yaml: expected a mapping with a 'rules' list at the top level.",
+}
+#: Caught by spaCy's Matcher(validate=True) when the pipeline compiles the rules, not by the loader.
+COMPILE_CASES = {
+    "invalid_token_pattern": ("[E008] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: pattern 2 is not a valid spaCy "
+                              "token pattern: Invalid token patterns for matcher rule '3.6.in.5#manuals' "
+                              "Pattern 0: - [pattern -> 0 -> LOWERR] Extra inputs are not permitted"),
+}
+
+
+def test_every_broken_fixture_has_a_test() -> None:
+    assert sorted(p.name for p in BROKEN.iterdir() if p.is_dir()) == sorted({**BROKEN_CASES, **COMPILE_CASES})
+
+
+@pytest.mark.parametrize("case", sorted(BROKEN_CASES))
+def test_broken_rules_file_is_refused_by_the_loader(case: str) -> None:
+    folder = BROKEN / case
+    with pytest.raises(RulesError) as info:
+        load_rules(folder)
+    assert str(info.value) == BROKEN_CASES[case].format(dir=folder, labels=_labels())
+
+
+@pytest.mark.parametrize("case", sorted({**BROKEN_CASES, **COMPILE_CASES}))
+def test_broken_rules_file_is_refused_by_build_pipeline(case: str) -> None:
+    folder = BROKEN / case
+    message = {**BROKEN_CASES, **COMPILE_CASES}[case].format(dir=folder, labels=_labels())
+    with pytest.raises(RulesError) as info:
+        build_pipeline(folder)
+    assert str(info.value) == message
+    assert "\n" not in message
+
+
+def test_spacy_token_pattern_error_passes_the_loader() -> None:
+    """The loader checks the shape; spaCy's own validation catches bad attributes."""
+    ruleset = load_rules(BROKEN / "invalid_token_pattern")
+    assert [r.id for r in ruleset.rules] == ["3.6.in.5#manuals"]
+
+
+def test_missing_rules_folder(tmp_path: Path) -> None:
+    missing = tmp_path / "rules"
+    with pytest.raises(RulesError) as info:
+        load_rules(missing)
+    assert str(info.value) == f"[E001] Rules folder {missing} does not exist."
+
+
+def test_empty_rules_folder_is_not_replaced_by_defaults(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("rules go here\n", encoding="utf-8")
+    with pytest.raises(RulesError) as info:
+        build_pipeline(tmp_path)
+    assert str(info.value) == f"[E002] Rules folder {tmp_path} has no .yaml rules files."
+
+
+def test_oversize_rules_file(tmp_path: Path) -> None:
+    path = tmp_path / "huge.yaml"
+    path.write_text("rules:\n" + "# padding padding padding padding padding padding\n" * 45_000, encoding="utf-8")
+    size = path.stat().st_size
+    assert size > 2 * 1024 * 1024
+    with pytest.raises(RulesError) as info:
+        load_rules(tmp_path)
+    assert str(info.value) == f"[E012] {path}: rules file is {size} bytes, over the limit of 2097152 bytes."
+    assert MAX_RULES_FILE_BYTES == 2 * 1024 * 1024
+
+
+@pytest.mark.parametrize("case", ["unknown_clause", "yaml_alias"])
+def test_cli_rules_check_reports_broken_file(case: str) -> None:
+    folder = BROKEN / case
+    result = CliRunner().invoke(main, ["rules", "check", "--rules", str(folder)])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {BROKEN_CASES[case].format(dir=folder, labels=_labels())}\n"
+
+
+def test_cli_rules_check_missing_folder(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["rules", "check", "--rules", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: [E001] Rules folder {tmp_path / 'nope'} does not exist.\n"
+
+
+# ------------------------------------------------------------------ rules are data
+
+POLISH_MANUAL_RULE = """\
+# Local rule: customers asking for the documentation in Polish.
+rules:
+  - id: 3.6.in.5#polish_manual
+    kind: clause
+    category: general
+    scope: in_scope
+    sla: "Requests for additional product documentation."
+    description: "asks for a manual or guide in Polish"
+    weight: 0.8
+    patterns:
+      - tokens: [{LEMMA: {IN: [manual, guide, documentation, instruction]}}, {LOWER: in}, {LOWER: polish}]
+      - instrukcja obsługi
+    examples:
+      match:
+        - "Is there a user manual in Polish? Our warehouse staff do not read English."
+        - "Czy jest instrukcja obsługi po polsku dla modułu CRM?"
+        - "We need the administrator guide in Polish for the audit."
+      no_match:
+        - "Is there a user manual in German?"
+"""
+POLISH_REQUEST = ("Dzień dobry, we bought Bitrix24 Business for our office in Kraków last month. Most of the "
+                  "sales team does not read English well. Is there a user manual in Polish, or at least the "
+                  "CRM chapter translated?")
+
+
+@pytest.fixture()
+def rules_copy(tmp_path: Path) -> Path:
+    folder = tmp_path / "rules"
+    shutil.copytree(DEFAULT_RULES_DIR, folder)
+    return folder
+
+
+def test_added_rule_takes_effect_without_code_change(rules_copy: Path, analyser: Analyser) -> None:
+    assert "3.6.in.5#polish_manual" not in fired_rules(analyser, POLISH_REQUEST)
+    (rules_copy / "clauses" / "local_polish.yaml").write_text(POLISH_MANUAL_RULE, encoding="utf-8")
+    local = Analyser(rules_copy)
+    assert "3.6.in.5#polish_manual" in fired_rules(local, POLISH_REQUEST)
+    assert "3.6.in.5#polish_manual" not in fired_rules(local, POLISH_REQUEST.replace("Polish", "German"))
+
+    result = CliRunner().invoke(main, ["rules", "check", "--rules", str(rules_copy)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(BUNDLED.rules) + 1} rules in {len(BUNDLED.files) + 1} files" in result.output
+    assert "0 failed" in result.output
+
+
+def test_changed_rule_changes_the_result(rules_copy: Path, analyser: Analyser) -> None:
+    text = "Hello, where do we get an NFR key for the demo portal we show to our clients?"
+    assert "3.6.in.2" in fired_rules(analyser, text)
+    path = rules_copy / "clauses" / "general.yaml"
+    source = path.read_text(encoding="utf-8")
+    assert source.count("      - nfr key\n") == 1
+    path.write_text(source.replace("      - nfr key\n", ""), encoding="utf-8")
+    assert "3.6.in.2" not in fired_rules(Analyser(rules_copy), text)
+
+
+def test_rule_example_that_fails_is_reported_by_rules_check(rules_copy: Path) -> None:
+    (rules_copy / "clauses" / "local_polish.yaml").write_text(
+        POLISH_MANUAL_RULE.replace('"Is there a user manual in German?"', '"Is there a user manual in Polish too?"'),
+        encoding="utf-8")
+    result = CliRunner().invoke(main, ["rules", "check", "--rules", str(rules_copy)])
+    assert result.exit_code == 1
+    path = rules_copy / "clauses" / "local_polish.yaml"
+    assert (f"FAIL {path}:3: rule 3.6.in.5#polish_manual: example should not match but did: "
+            "'Is there a user manual in Polish too?'") in result.output
