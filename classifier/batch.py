@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, TextIO
@@ -52,7 +53,7 @@ def read_jsonl(stream: BinaryIO) -> Iterator[NumberedRecord]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            yield NumberedRecord(row, InputError(Errors.E030.format(row=row, detail=f"{exc.msg} at column {exc.colno}"), row=row))
+            yield NumberedRecord(row, InputError(Errors.E030.format(row=row, detail=f"{exc.msg.removesuffix(' at')} at column {exc.colno}"), row=row))
             continue
         if not isinstance(record, dict):
             yield NumberedRecord(row, InputError(Errors.E036.format(row=row), row=row))
@@ -63,7 +64,7 @@ def read_jsonl(stream: BinaryIO) -> Iterator[NumberedRecord]:
 def read_csv(stream: BinaryIO) -> Iterator[NumberedRecord]:
     """Records of a CSV byte stream with a header row; undecodable bytes fail only their row."""
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    reader = csv.DictReader(text)
+    reader = csv.DictReader(text, strict=True)  # strict: a truncated or mis-quoted record is an error row
     row = 0
     while True:
         try:
@@ -89,15 +90,22 @@ def _has_surrogates(value: str) -> bool:
 
 
 def read_requests(path: str | Path, fmt: str | None = None) -> Iterator[NumberedRecord]:
-    """Records from a file, or from standard input when ``path`` is ``-``."""
+    """Records from a file, or from standard input when ``path`` is ``-``.
+
+    The format and the file's existence are checked at once (not on first
+    iteration), so a missing file is an :class:`InputError` before any output.
+    """
     fmt = detect_format(path, fmt)
     if str(path) == "-":
         stream: BinaryIO = sys.stdin.buffer
-        yield from (read_csv(stream) if fmt == "csv" else read_jsonl(stream))
-        return
+        return read_csv(stream) if fmt == "csv" else read_jsonl(stream)
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise InputError(Errors.E041.format(path=p))
+    return _read_file(p, fmt)
+
+
+def _read_file(p: Path, fmt: str) -> Iterator[NumberedRecord]:
     with open(p, "rb") as stream:
         yield from (read_csv(stream) if fmt == "csv" else read_jsonl(stream))
 
@@ -128,9 +136,15 @@ def write_results(results: Iterable[Result], out: TextIO, fmt: str = "jsonl") ->
         writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
         writer.writeheader()
         for r in results:
-            writer.writerow(csv_row(r))
+            writer.writerow({k: _SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for k, v in csv_row(r).items()})
             yield r
     else:
         for r in results:
-            out.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+            line = json.dumps(r.to_dict(), ensure_ascii=False)
+            if _SURROGATE.search(line):  # a lone surrogate (an id of "\ud800") cannot be written as UTF-8
+                line = json.dumps(r.to_dict())
+            out.write(line + "\n")
             yield r
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")

@@ -8,6 +8,8 @@ The flow a request takes, one module per stage: normalise and mask
 from __future__ import annotations
 
 import logging
+import os
+import re
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
@@ -41,7 +43,7 @@ class Classifier:
         self.model = model
         self.manifest = manifest or {}
         ruleset = analyser.ruleset
-        check_templates(ruleset.templates)
+        check_templates(ruleset.templates, _templates_file(ruleset.files))
         self.templates = ruleset.templates
         self.clause_texts = {}
         for rule in ruleset.of_kind("clause"):
@@ -142,6 +144,18 @@ class Classifier:
             missing_info=d.missing_info, delay_reasons=d.delay_reasons, flags=d.flags,
             confidence=d.confidence, needs_review=d.needs_review, explanation=explanation,
             suggested_reply=reply)
+
+
+def _templates_file(files: list[Path]) -> Path:
+    """The rules file that holds the reply templates (named in template errors)."""
+    for f in files:
+        try:
+            if re.search(r"(?m)^templates\s*:", f.read_text(encoding="utf-8")):
+                return f
+        except OSError:
+            continue
+    root = Path(os.path.commonpath(files)) if files else Path("rules")
+    return (root if root.is_dir() else root.parent) / "replies.yaml"
 
 
 def _error_result(exc: InputError, row: int, rid: Any) -> Result:

@@ -7,6 +7,7 @@ error at start-up, not a garbled reply.
 from __future__ import annotations
 
 import string
+from pathlib import Path
 from typing import Any
 
 from . import spec
@@ -26,21 +27,33 @@ def _walk(value: Any, path: str):
         yield path, value
 
 
-def check_templates(templates: dict[str, Any], file: str = "rules/replies.yaml") -> None:
-    """Raise RulesError for a missing part or an unknown placeholder."""
+def _line_of(file: str | Path, needle: str) -> int:
+    """1-based line of the first occurrence of ``needle`` in ``file`` (0 when unknown)."""
+    try:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return 0
+    return next((i for i, line in enumerate(lines, 1) if needle in line), 0)
+
+
+def check_templates(templates: dict[str, Any], file: str | Path = "rules/replies.yaml") -> None:
+    """Raise RulesError for a missing part or an unknown placeholder; ``file`` is
+    where the templates were read, named in the message (with the line when found)."""
     missing = [k for k in REQUIRED if k not in templates]
-    missing += [f"acknowledgement.{s}" for s in spec.SEVERITIES
-                if isinstance(templates.get("acknowledgement"), dict) and s not in templates["acknowledgement"]]
-    missing += [f"missing.{i}" for i in spec.MISSING_ITEMS
-                if isinstance(templates.get("missing"), dict) and i not in templates["missing"]]
-    if isinstance(templates.get("out_of_scope"), dict) and "default" not in templates["out_of_scope"]:
-        missing.append("out_of_scope.default")
+    # parts keyed by severity / item / clause: a mapping with these keys (a plain string is not enough)
+    for part, keys in (("acknowledgement", spec.SEVERITIES), ("missing", spec.MISSING_ITEMS),
+                       ("out_of_scope", ("default",)), ("delay", ())):
+        if part in templates:
+            value = templates[part]
+            missing += [f"{part}.{k}" for k in keys if not isinstance(value, dict) or k not in value]
+            if not isinstance(value, dict) and not keys:
+                missing.append(f"{part} (a mapping)")
     if missing:
         raise RulesError(Errors.E017.format(file=file, missing=", ".join(missing)))
     for path, text in _walk(templates, "templates"):
         for _, name, _, _ in string.Formatter().parse(text):
             if name is not None and name not in PLACEHOLDERS:
-                raise RulesError(Errors.E016.format(file=file, line=0, rule_id=path, name=name,
+                raise RulesError(Errors.E016.format(file=file, line=_line_of(file, "{" + name), rule_id=path, name=name,
                                                     allowed=", ".join(PLACEHOLDERS)))
 
 

@@ -1,0 +1,183 @@
+"""End-to-end throughput of ``Classifier.classify_many`` beside spaCy's blank
+tokenizer alone on the same texts, in the same run, on one core.
+
+    python benchmarks/throughput.py [--n 5000] [--latency 500] [--data data/tickets.jsonl]
+
+Requests cycle the texts of the labelled corpus with distinct ids. Both sides are
+warmed up first. Also prints single-request latency percentiles over ``--latency``
+``classify()`` calls and a per-stage breakdown (normalise+mask, pipeline matching,
+model, decide, reply), and ends with the line
+
+    classify_many: X req/s, tokenizer: Y req/s, ratio R, p50 A ms, p99 B ms
+
+Targets (reported, not asserted): >= 2,000 req/s and ratio <= 10.
+"""
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[_var] = "1"  # one core: set before numpy is imported
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import spacy  # noqa: E402
+
+from classifier.classify import Classifier  # noqa: E402
+from classifier.decide import decide  # noqa: E402
+from classifier.normalise import normalise  # noqa: E402
+from classifier.request import Request  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+TARGET_RPS = 2_000
+TARGET_RATIO = 10.0
+
+
+def load_requests(path: Path, n: int) -> list[dict]:
+    """``n`` requests cycling the corpus texts (with subject and fields), distinct ids."""
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    out = []
+    for i in range(n):
+        src = rows[i % len(rows)]
+        record = {"id": f"bench-{i:06d}", "text": src["text"]}
+        for key in ("subject", "channel", "attachments", "product"):
+            if key in src:
+                record[key] = src[key]
+        out.append(record)
+    return out
+
+
+def pin_one_core() -> None:
+    """Run on one CPU when the OS allows it (the thread variables cover BLAS)."""
+    try:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+    except (AttributeError, OSError):
+        pass
+
+
+def rate(n: int, seconds: float) -> float:
+    return n / seconds if seconds > 0 else float("inf")
+
+
+def tokenizer_rate(texts: list[str]) -> float:
+    nlp = spacy.blank("en")
+    for t in texts[:300]:  # warm up
+        nlp.make_doc(t)
+    start = time.perf_counter()
+    for t in texts:
+        nlp.make_doc(t)
+    return rate(len(texts), time.perf_counter() - start)
+
+
+def classify_many_rate(clf: Classifier, requests: list[dict]) -> float:
+    for _ in clf.classify_many(requests[:300]):  # warm up
+        pass
+    start = time.perf_counter()
+    count = sum(1 for _ in clf.classify_many(requests))
+    elapsed = time.perf_counter() - start
+    assert count == len(requests)
+    return rate(count, elapsed)
+
+
+def latency_ms(clf: Classifier, requests: list[dict], calls: int) -> tuple[float, float]:
+    for r in requests[:20]:
+        clf.classify(r)
+    times = []
+    for r in (requests * (calls // max(len(requests), 1) + 1))[:calls]:
+        start = time.perf_counter()
+        clf.classify(r)
+        times.append((time.perf_counter() - start) * 1000)
+    return float(np.percentile(times, 50)), float(np.percentile(times, 99))
+
+
+def stage_breakdown(clf: Classifier, requests: list[dict]) -> dict[str, float]:
+    """Seconds per stage over ``requests``, each stage timed on its own over the whole batch."""
+    from classifier.features import Analysed, MODEL_SEGMENTS
+    from classifier.matching import analyse_docs
+    from classifier.reply import write_reply
+
+    reqs = [Request.from_mapping(r) for r in requests]
+    out: dict[str, float] = {}
+
+    start = time.perf_counter()
+    norms = [normalise(r.text, r.subject) for r in reqs]
+    out["normalise+mask"] = time.perf_counter() - start
+
+    nlp = clf.analyser.nlp
+    start = time.perf_counter()
+    for norm in norms:
+        nlp.make_doc(norm.text)
+    out["  of which tokenizer"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    docs = list(analyse_docs(nlp, norms))
+    out["pipeline matching (tokenizer+lemmas+rules)"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    analysed = []
+    for req, norm, doc in zip(reqs, norms, docs):  # what Analyser.analyse does after the pipeline
+        keep = [(s.start, s.end) for s in norm.segments if s.kind in MODEL_SEGMENTS]
+        tokens = [t.lemma_ for t in doc if not (t.is_punct or t.is_space) and any(a <= t.idx < b for a, b in keep)]
+        analysed.append(Analysed(req, norm, list(doc._.intake_hits), tokens))
+    out["model features (lemmas of kept segments)"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    probas = []
+    for i in range(0, len(analysed), 256):
+        probas += clf._probas(analysed[i:i + 256])
+    out["model (predict_proba)"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    decisions = [decide(a, p) for a, p in zip(analysed, probas)]
+    out["decide"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for d in decisions:
+        write_reply(d, clf.templates, clf.clause_texts)
+    out["reply"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    for a, d in zip(analysed, decisions):
+        clf._result(a, d).to_dict()
+    out["result (reply + Result + to_dict)"] = time.perf_counter() - start
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=5_000, help="requests for classify_many (default 5000)")
+    ap.add_argument("--latency", type=int, default=500, help="classify() calls for latency (default 500)")
+    ap.add_argument("--data", type=Path, default=ROOT / "data" / "tickets.jsonl")
+    args = ap.parse_args()
+
+    pin_one_core()
+    requests = load_requests(args.data, args.n)
+    texts = [r["text"] for r in requests]
+    start = time.perf_counter()
+    clf = Classifier.load()
+    print(f"load: {time.perf_counter() - start:.2f} s; {len(requests)} requests, "
+          f"{sum(map(len, texts)) / len(texts):.0f} characters on average")
+
+    tok = tokenizer_rate(texts)
+    many = classify_many_rate(clf, requests)
+    breakdown = stage_breakdown(clf, requests[:2_000])
+    p50, p99 = latency_ms(clf, requests, args.latency)
+
+    total = sum(v for k, v in breakdown.items() if not k.startswith(" ") and not k.startswith("result"))
+    print(f"per-stage breakdown over {min(2_000, len(requests))} requests (ms per request, share of the stages):")
+    n = min(2_000, len(requests))
+    for name, seconds in breakdown.items():
+        share = "" if name.startswith(" ") or name.startswith("result") else f"  {seconds / total:6.1%}"
+        print(f"  {name:<45} {seconds / n * 1000:7.3f} ms{share}")
+    print(f"targets: >= {TARGET_RPS} req/s ({'met' if many >= TARGET_RPS else 'NOT met'}), "
+          f"ratio <= {TARGET_RATIO:g} ({'met' if tok / many <= TARGET_RATIO else 'NOT met'})")
+    print(f"classify_many: {many:.0f} req/s, tokenizer: {tok:.0f} req/s, ratio {tok / many:.1f}, "
+          f"p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()
