@@ -108,22 +108,41 @@ def _anchor_values(token: dict) -> frozenset[str] | None:
     return None
 
 
-def _max_length(pattern: list[dict]) -> int | None:
-    """Most tokens a pattern can span, or None when a ``*``/``+`` makes it unbounded."""
-    total = 0
+def _max_counts(pattern: list[dict]) -> list[int | None]:
+    """Most tokens each pattern token can match (None: unbounded, ``*``/``+``/``{n,}``)."""
+    counts: list[int | None] = []
     for token in pattern:
         op = str(token.get("OP", "1"))
         if op in ("*", "+"):
-            return None
+            counts.append(None)
+            continue
         m = re.fullmatch(r"\{(\d*)(?:,(\d*))?\}", op)
         if m:
-            upper = m.group(2) if m.group(2) is not None and "," in op else m.group(1)
-            if upper == "":
-                return None
-            total += int(upper)
+            upper = m.group(2) if "," in op else m.group(1)
+            counts.append(int(upper) if upper else None)
         else:
-            total += 1
-    return total
+            counts.append(1)
+    return counts
+
+
+def _total(counts: list[int | None]) -> int | None:
+    return None if any(c is None for c in counts) else sum(counts)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _TokenPattern:
+    """A token pattern with its own Matcher and the words it cannot match without.
+
+    ``anchor`` is the required token whose values are indexed; a match containing
+    an occurrence at position p lies within [p - before, p + after]. None: unbounded.
+    """
+
+    key: str
+    matcher: Matcher
+    anchors: tuple[frozenset[int], ...]
+    anchor: frozenset[int] | None
+    before: int | None
+    after: int | None
 
 
 #: A token pattern made only of single-attribute LOWER/LEMMA tokens (with ``IN``
@@ -212,17 +231,23 @@ class RuleMatcher:
                 target.add(key, [Doc(nlp.vocab, words=w, lemmas=w if attr == "LEMMA" else None) for w in words])
                 return
             strings = nlp.vocab.strings
-            # index the anchor least likely to occur: fewest stop words, then fewest values
             stop = nlp.Defaults.stop_words
-            anchor_words = sorted((v for v in map(_anchor_values, pattern.value) if v),
-                                  key=lambda vs: (sum(w in stop for w in vs), len(vs)))
-            anchors = [frozenset(strings.add(w) for w in vs) for vs in anchor_words]
+            found = [(k, v) for k, v in enumerate(map(_anchor_values, pattern.value)) if v]
+            anchors = tuple(frozenset(strings.add(w) for w in vs) for _, vs in found)
+            counts = _max_counts(pattern.value)
             pos = len(self.token_matchers)
-            self.token_matchers.append((key, matcher, anchors, _max_length(pattern.value)))
-            if anchors:
-                for h in anchors[0]:
+            if found:
+                # index the anchor least likely to occur: fewest stop words, then fewest values
+                k, values = min(found, key=lambda kv: (sum(w in stop for w in kv[1]), len(kv[1])))
+                after_anchor = counts[k:]
+                after = _total(after_anchor)
+                self.token_matchers.append(_TokenPattern(
+                    key, matcher, anchors, frozenset(strings.add(w) for w in values),
+                    _total(counts[:k]), None if after is None else after - 1))
+                for h in self.token_matchers[-1].anchor:
                     self._index.setdefault(h, []).append(pos)
             else:
+                self.token_matchers.append(_TokenPattern(key, matcher, anchors, None, None, None))
                 self._always.append(pos)
         elif pattern.kind == "phrase":
             doc = nlp.make_doc(pattern.value)
@@ -248,19 +273,20 @@ class RuleMatcher:
         for h in positions.keys() & self._index.keys():
             candidates.update(self._index[h])
         n = len(doc)
+        keys = positions.keys()
         for i in sorted(candidates):
-            key, matcher, anchors, max_len = self.token_matchers[i]
-            if not all(not a.isdisjoint(positions.keys()) for a in anchors):
+            tp = self.token_matchers[i]
+            if not all(not a.isdisjoint(keys) for a in tp.anchors):
                 continue
-            if not anchors or max_len is None:
+            if tp.anchor is None or tp.before is None or tp.after is None:
                 windows = [(0, n)]
             else:
                 # a window around each occurrence of the indexed anchor, kept only if
                 # every other anchor also occurs inside it
-                others = [[p for h in a & positions.keys() for p in positions[h]] for a in anchors[1:]]
+                others = [[p for h in a & keys for p in positions[h]] for a in tp.anchors if a is not tp.anchor]
                 windows = []
-                for p in sorted({p for h in anchors[0] for p in positions.get(h, ())}):
-                    a, b = max(0, p - max_len + 1), min(n, p + max_len)
+                for p in sorted({p for h in tp.anchor & keys for p in positions[h]}):
+                    a, b = max(0, p - tp.before), min(n, p + tp.after + 1)
                     if not all(any(a <= q < b for q in occ) for occ in others):
                         continue
                     if windows and a <= windows[-1][1]:
@@ -268,9 +294,9 @@ class RuleMatcher:
                     else:
                         windows.append((a, b))
             for a, b in windows:
-                span = doc[a:b]
-                for _match_id, start, end in matcher(span):
-                    yield key, doc[a + start].idx, doc[a + end - 1].idx + len(doc[a + end - 1])
+                for _match_id, start, end in tp.matcher(doc[a:b]):
+                    last = doc[a + end - 1]
+                    yield tp.key, doc[a + start].idx, last.idx + len(last)
 
     def __call__(self, doc: Doc) -> Doc:
         segments = doc._.intake_segments or [Segment("prose", 0, len(doc.text))]
