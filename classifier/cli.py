@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from . import spec
-from .errors import IntakeError
+from .errors import Errors, IntakeError
 
 RULES_OPTION = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
                             help="Rules folder (default: the bundled rules/).")
@@ -71,6 +71,74 @@ def rules_check(rules_dir: Path | None) -> None:
         ok = ok and not missing
     if not ok:
         sys.exit(1)
+
+
+@rules.command("report")
+@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
+              help="Labelled requests, JSONL or CSV (default: data/tickets.jsonl).")
+@click.option("--out", "out_path", type=click.Path(path_type=Path), default=None,
+              help="Also write the report as CSV to this file.")
+@click.option("--text-col", default="text", show_default=True, help="Column holding the request text.")
+@click.option("--label-col", default=None,
+              help="Column of your own category labels (clause rules judged at category level only if they are SPEC categories).")
+@RULES_OPTION
+def rules_report(data_path, out_path, text_col, label_col, rules_dir) -> None:
+    """Audit every rule against labelled data: coverage, overlaps, conflicts, precision.
+
+    One row per rule id (see classifier/analysis.py for the exact definitions).
+    """
+    import pandas as pd
+
+    from . import analysis, dataset
+
+    try:
+        report = analysis.rule_report(data_path or dataset.DEFAULT_DATA, text_col=text_col,
+                                      label_col=label_col, rules_dir=rules_dir)
+    except IntakeError as exc:
+        _fail(exc)
+    with pd.option_context("display.max_rows", None, "display.width", 200, "display.max_colwidth", 40):
+        click.echo(report.to_string(float_format=lambda v: f"{v:.3f}"))
+    judged = report["precision"].notna()
+    click.echo(f"{len(report)} rules; {int((report['fires'] > 0).sum())} fired; "
+               f"{int(judged.sum())} judged against gold labels")
+    if out_path is not None:
+        report.to_csv(out_path, float_format="%.4f")
+        click.echo(f"report written to {out_path}")
+
+
+@main.command()
+@click.option("--input", "input_path", type=click.Path(path_type=Path), required=True,
+              help="Requests to rank, JSONL or CSV (labels, if any, are carried over).")
+@click.option("--output", "output_path", type=click.Path(path_type=Path), required=True,
+              help="CSV to write: one row per request, most in need of a label first.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Keep only the first N requests.")
+@click.option("--text-col", default="text", show_default=True, help="Column holding the request text.")
+@MODEL_OPTION
+@RULES_OPTION
+def review(input_path, output_path, limit, text_col, model_dir, rules_dir) -> None:
+    """Rank requests for labelling and write a CSV to fill in and train on.
+
+    score = (1 - confidence) + 0.5 * rule/model disagreement + 0.3 * rarity of the
+    predicted category. Fill the empty gold columns (lists ';'-separated), delete
+    the rows you do not label, then: intake train --data FILE.
+    """
+    from . import analysis, dataset
+
+    clf = _load_classifier(model_dir, rules_dir)
+    try:
+        df = dataset.read_labelled(input_path, text_col=text_col)
+        queue = analysis.review_queue(df, clf, limit=limit)
+    except IntakeError as exc:
+        _fail(exc)
+    failed = queue.attrs.get("failed", [])
+    if queue.empty:
+        _fail(Errors.E064.format(path=input_path, failed=len(failed), first=failed[0] if failed else "-"))
+    queue.to_csv(output_path, index=False)
+    click.echo(f"{len(queue)} requests ranked for review, written to {output_path}")
+    for line in failed[:20]:
+        click.echo(f"  not classified, left out: {line}", err=True)
+    if failed:
+        click.echo(f"{len(failed)} rows could not be classified and were left out", err=True)
 
 
 @main.group()
@@ -271,18 +339,31 @@ def _evaluation_table(ev: dict) -> str:
               help="Labelled requests, JSONL or CSV (default: data/tickets.jsonl).")
 @click.option("--split", default="test", show_default=True, help="Split to evaluate on (train, test or all).")
 @click.option("--report", "report_dir", type=click.Path(path_type=Path), default=None,
-              help="Folder for report.json and the category confusion matrix (PNG).")
+              help="Folder for report.json and the category confusion matrix (PNG); "
+                   "with --compare, compare.json and changes.csv.")
 @click.option("--text-col", default="text", show_default=True)
 @click.option("--label-col", default=None, help="Column of your own category labels.")
+@click.option("--compare", "compare", nargs=2, type=click.Path(path_type=Path), default=None,
+              metavar="OLD_MODEL NEW_MODEL",
+              help="Compare two model folders on the same data (combined classifier) instead of evaluating one.")
 @MODEL_OPTION
 @RULES_OPTION
-def evaluate(data_path, split, report_dir, text_col, label_col, model_dir, rules_dir) -> None:
-    """Per-field figures for rules only, model only and combined."""
+def evaluate(data_path, split, report_dir, text_col, label_col, compare, model_dir, rules_dir) -> None:
+    """Per-field figures for rules only, model only and combined.
+
+    With --compare OLD_MODEL NEW_MODEL: both models' figures side by side with the
+    deltas, and every request whose labels changed (id, field, old, new, gold).
+    """
     import json
 
     from . import dataset, training
     from .model_files import load_model
 
+    if compare:
+        if model_dir is not None:
+            raise click.UsageError(Errors.E063)
+        _compare(compare, data_path or dataset.DEFAULT_DATA, split, report_dir, text_col, label_col, rules_dir)
+        return
     predictions: dict[str, list[str]] = {}
     try:
         model, manifest = load_model(model_dir)
@@ -296,6 +377,43 @@ def evaluate(data_path, split, report_dir, text_col, label_col, model_dir, rules
         (report_dir / "report.json").write_text(json.dumps(ev, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         png = training.plot_confusion(predictions["gold"], predictions["predicted"], report_dir / "confusion_category.png")
         click.echo(f"report written to {report_dir / 'report.json'} and {png}")
+
+
+#: Changed labels printed by ``intake evaluate --compare`` (all of them go to --report).
+MAX_CHANGES_SHOWN = 50
+
+
+def _compare(models, data_path, split, report_dir, text_col, label_col, rules_dir) -> None:
+    import json
+
+    import pandas as pd
+
+    from . import analysis
+    from .model_files import load_model
+
+    try:
+        old, new = load_model(models[0]), load_model(models[1])
+        cmp = analysis.compare_models(data_path, old, new, split=split, text_col=text_col,
+                                      label_col=label_col, rules_dir=rules_dir)
+    except (IntakeError, ValueError) as exc:
+        _fail(exc)
+    click.echo(f"old: {models[0]}\nnew: {models[1]}\n{cmp.rows} rows ({split}), combined classifier\n")
+    click.echo(cmp.figures.to_string(formatters={"old": "{:.3f}".format, "new": "{:.3f}".format,
+                                                  "delta": "{:+.3f}".format}))
+    n_req = cmp.changes["id"].nunique()
+    click.echo(f"\n{len(cmp.changes)} labels changed on {n_req} of {cmp.rows} requests")
+    if not cmp.changes.empty:
+        with pd.option_context("display.max_colwidth", 60, "display.width", 200):
+            click.echo(cmp.changes.head(MAX_CHANGES_SHOWN).to_string(index=False))
+        if len(cmp.changes) > MAX_CHANGES_SHOWN:
+            click.echo(f"… and {len(cmp.changes) - MAX_CHANGES_SHOWN} more (all in --report)")
+    if report_dir is not None:
+        report_dir.mkdir(parents=True, exist_ok=True)
+        body = {"old": str(models[0]), "new": str(models[1]), "rows": cmp.rows, "split": split,
+                "figures": json.loads(cmp.figures.to_json(orient="index"))}
+        (report_dir / "compare.json").write_text(json.dumps(body, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        cmp.changes.to_csv(report_dir / "changes.csv", index=False)
+        click.echo(f"report written to {report_dir / 'compare.json'} and {report_dir / 'changes.csv'}")
 
 
 @main.command()

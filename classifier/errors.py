@@ -46,6 +46,23 @@ class Errors:
     E036 = "[E036] row {row}: not a JSON object."
     E040 = "[E040] Input format '{fmt}' is not supported. Use one of: {allowed}"
     E041 = "[E041] Input file {path} does not exist."
+    # analysis: rule report, review queue, model comparison (classifier/analysis.py)
+    E060 = ("[E060] rule_summary got {analysed} analysed requests but {gold} gold rows; "
+            "they must be the same requests in the same order.")
+    E061 = "[E061] Data {path} has no rows."
+    E062 = ("[E062] Cannot compare a '{old}' model with a '{new}' model: train both on the same "
+            "kind of labels (SPEC labels, or both on your own --label-col).")
+    E063 = "[E063] --compare OLD_MODEL NEW_MODEL replaces --model; give one or the other."
+    E064 = "[E064] No request in {path} could be classified ({failed} rows failed; first: {first})."
+    # HTTP service (classifier/service.py)
+    E050 = "[E050] Request body is {size} bytes, over the limit of {limit} bytes for {path}."
+    E051 = "[E051] Content type '{got}' is not supported: send the body as application/json."
+    E052 = "[E052] Request body is not valid JSON: {detail}"
+    E053 = "[E053] {where}field '{field}': {problem}."
+    E054 = "[E054] {where}field '{field}' has {size} {unit}, over the limit of {limit} {unit}."
+    E055 = "[E055] Internal error while handling request {request_id}; it has been logged under that id."
+    E056 = "[E056] No endpoint {method} {path}. Endpoints: {allowed}"
+    E057 = "[E057] The service is busy ({pending} requests queued, limit {limit}); retry shortly."
 
 
 class IntakeError(Exception):
