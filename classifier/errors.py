@@ -35,6 +35,8 @@ class Errors:
     E025 = "[E025] Training data {path}: column '{column}' is missing. Columns found: {found}"
     E026 = "[E026] {name} must be fitted first: call fit() before {method}()."
     E027 = "[E027] Model manifest {path} is not valid JSON or lacks '{key}'. Retrain with: intake train --out {dir}"
+    E029 = ("[E029] Training data {path}: row {row} has an empty '{column}' ({count} rows do); "
+            "fill the gold labels or delete those rows.")
     E028 = "[E028] Parameter {name}={value!r} is not allowed. Possible values: {allowed}"
     # input: one request or one batch row
     E030 = "[E030] row {row}: not valid JSON: {detail}"

@@ -20,9 +20,11 @@ from .dataset import file_sha256, read_labelled, to_records
 from .decide import decide
 from .errors import Errors, InputError
 from .model import RequestModel, analyse_inputs
-from .model_files import save_model
+from .model_files import read_manifest, save_model
 
 SPEC_TARGETS = ("category", "clause", "severity")
+#: Label columns of the per-field evaluation (rules / model / combined side by side).
+SPEC_LABEL_COLUMNS = ("category", "scope", "clause", "severity", "missing_info", "delay_reasons", "flags")
 #: Default model parameters, chosen by 5-fold cross-validation on the train split
 #: (benchmarks/tune_model.py); the test split is never used to choose them.
 DEFAULT_PARAMS: dict[str, Any] = {"C": 8.0, "ngram_max": 2, "min_df": 2, "max_features": 20000,
@@ -42,6 +44,11 @@ def split_frames(df: pd.DataFrame, path: Path | str) -> tuple[pd.DataFrame, pd.D
     return train, test
 
 
+def _has_spec_labels(df: pd.DataFrame) -> bool:
+    """Whether ``df`` has every SPEC label column the per-field evaluation reads."""
+    return set(SPEC_LABEL_COLUMNS) <= set(df.columns)
+
+
 def _requests(df: pd.DataFrame) -> list[dict[str, Any]]:
     cols = [c for c in ("text", "subject", "id", "channel", "attachments", "product") if c in df.columns]
     out = []
@@ -57,13 +64,22 @@ def _requests(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", label_col: str | None = None,
           params: dict[str, Any] | None = None, rules_dir: str | Path | None = None) -> dict[str, Any]:
-    """Fit on the train split, evaluate on the test split, save model + manifest. Returns the manifest."""
+    """Fit on the train split, evaluate on the test split, save model + manifest.
+
+    Returns the manifest as written (with ``model_sha256``, ``trained_at`` and ``libraries``)."""
     df = read_labelled(data, text_col=text_col, label_col=label_col)
     own_taxonomy = label_col is not None
+    # category is always required; clause and severity are learned when the data has them
     targets = ["category"] if own_taxonomy else [t for t in SPEC_TARGETS if t in df.columns]
     for t in targets:
         if t not in df.columns:
             raise InputError(Errors.E025.format(path=data, column=t, found=", ".join(df.columns)))
+    for t in targets:
+        empty = df[df[t].isna() | (df[t].astype(str).str.strip() == "")]
+        if not empty.empty:
+            first = empty.iloc[0]
+            rid = first["id"] if "id" in df.columns else int(empty.index[0]) + 1
+            raise InputError(Errors.E029.format(path=data, row=rid, column=t, count=len(empty)))
     train_df, test_df = split_frames(df, data)
     model = RequestModel(**{**DEFAULT_PARAMS, **(params or {}),
                             "rules_dir": None if rules_dir is None else str(rules_dir)})
@@ -73,7 +89,7 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
     evaluation: dict[str, Any] = {}
     if not test_df.empty:
         X_test = analyse_inputs(_requests(test_df), None if rules_dir is None else str(rules_dir))
-        if own_taxonomy:
+        if own_taxonomy or not _has_spec_labels(test_df):
             evaluation = {"model": category_scores(test_df["category"].astype(str), model.predict(X_test))}
         else:
             evaluation = evaluate_frames(test_df, X_test, model)
@@ -87,7 +103,7 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
         "evaluation": evaluation,
     }
     save_model(model, out_dir, manifest)
-    return manifest
+    return read_manifest(out_dir)  # as written: with the model's hash, date and library versions
 
 
 def category_scores(gold: Any, pred: Any) -> dict[str, Any]:
@@ -158,7 +174,7 @@ def evaluate(data: str | Path, model: RequestModel | None, *, split: str = "test
     if df.empty:
         raise InputError(Errors.E024.format(path=data, split=split))
     analysed = analyse_inputs(_requests(df), None if rules_dir is None else str(rules_dir))
-    if label_col is not None or not {"clause", "severity"} <= set(df.columns):
+    if label_col is not None or not _has_spec_labels(df):
         pred = [str(p) for p in model.predict(analysed)]
         if predictions is not None:
             predictions["gold"], predictions["predicted"] = [str(c) for c in df["category"]], pred
