@@ -3,7 +3,11 @@
 Each pattern names the kind of secret it finds; only the secret part is replaced
 by ``[MASKED]``, so "password: Qw7!mzP2" becomes "password: [MASKED]" and the
 rest of the request still reads naturally for the rules and the model. Every
-pattern is linear-time on long input (no nested quantifiers).
+pattern is linear-time on long input (no nested quantifiers; tests/test_security.py
+checks the scaling). A run of 32+ hex digits is masked whatever precedes it, so a
+full 40-character git commit hash is masked too (it cannot be told from a webhook
+token or client secret); short hashes are not. The corpus the masker is measured on
+is tests/fixtures/credentials.yaml (secrets and look-alikes).
 """
 from __future__ import annotations
 
@@ -18,21 +22,42 @@ _ACCESS_WORDS = re.compile(r"\b(?:ftp|sftp|ssh|rdp|remote desktop|anydesk|teamvi
                            r"control panel|admin panel|login|log in|logon|sign in|credentials|access|zugang|zugangsdaten|доступ|"
                            r"acceso|acesso|dostęp|user(?:name)?|benutzer|root|admin|server|vps|host)\b", re.I)
 
+#: "password: x", "password = x": the value is a secret whatever it looks like
+_STRONG_SEP = r"\s{0,3}(?:=>|:=|[:=])"
+#: "password is x", "Passwort - x", "password x": only a value that looks made up
+#: (a digit or a symbol in it) is a secret, so "the password is wrong" is not masked
+_WEAK_SEP = r"\s{0,3}[-—–]|\s{1,3}(?:is|ist|est|es|é|lautet|to|was|это)\b:?|(?=\s)"
+
 # (kind, regex, group to mask)
-_PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
+_PATTERNS: list[tuple[str, re.Pattern[str], int | tuple[int, ...]]] = [
     ("private_key", re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----[\s\S]{0,20000}?(?:-----END [A-Z ]{0,40}PRIVATE KEY-----|\Z)"), 0),
     ("url_password", re.compile(r"\b[a-z][a-z0-9+.-]{1,15}://[^\s/:@]{1,100}:([^\s/@]{1,100})@", re.I), 1),
     ("webhook_token", re.compile(r"/rest/\d{1,10}/([A-Za-z0-9]{6,64})(?=/|\b)"), 1),
     ("jwt", re.compile(r"\beyJ[\w-]{5,2000}\.[\w-]{5,2000}\.[\w-]{5,2000}"), 0),
     ("vendor_token", re.compile(r"\b(?:sk|pk|rk)_(?:live|test)_[A-Za-z0-9]{10,200}|\bgh[pousr]_[A-Za-z0-9]{20,200}"
                                 r"|\bxox[abprs]-[A-Za-z0-9-]{10,200}|\bAKIA[0-9A-Z]{16}\b"), 0),
+    ("authorization", re.compile(r"\bAuthorization\s{0,3}:\s{0,3}(?:(?:Basic|Bearer|Token|Digest|Negotiate)\s{1,3})?"
+                                 r"([^\s'\"]{6,2000})", re.I), 1),
     ("bearer", re.compile(r"\bBearer\s+([A-Za-z0-9._~+/=-]{8,500})", re.I), 1),
     ("api_token", re.compile(
-        r"\b(?:api[ _-]?key|api[ _-]?token|access[ _-]?token|auth[ _-]?token|refresh[ _-]?token|client[ _-]?secret"
+        r"(?:\b|(?<=_))(?:secret[ _-]?access[ _-]?key|private[ _-]?token|api[ _-]?key|api[ _-]?token|access[ _-]?token|auth[ _-]?token|refresh[ _-]?token|client[ _-]?secret"
         r"|secret[ _-]?key|app[ _-]?secret|webhook[ _-]?(?:secret|token|code)|token|application_token)"
         r"\s*(?:[:=]|is|:=|=>)\s*[\"'`]?([A-Za-z0-9._~+/=-]{8,500})", re.I), 1),
-    ("password", re.compile(r"\b" + _KW_PASSWORD + r"\b(?:\s{1,3}(?:for|of|to|für|para|для|do)(?:\s{1,3}[\w.@-]{1,60}){1,3}?)?"
-                            r"\s*(?:[:=]|=>|-|is|ist|es|é|to|:\s*-)\s*[\"'`«]?([^\s\"'`»]{1,200})", re.I), 1),
+    # 'password' => 'a b c', $DBPassword = "…", define('DB_PASSWORD', '…'), "token": "…":
+    # a quoted value after a secret-named key, spaces allowed
+    ("config_secret", re.compile(
+        r"(?:password|passwd|pwd|pass|secret|token|api_?key)\w{0,20}[\"']?\s{0,5}(?:=>|=|:)\s{0,5}"
+        r"([\"'])([^\"'\n]{1,200})\1", re.I), 2),
+    ("config_secret", re.compile(
+        r"\bdefine\(\s{0,5}[\"']\w{0,40}(?:PASSWORD|PASSWD|PASS|PWD|SECRET|TOKEN|KEY)\w{0,20}[\"']\s{0,5},\s{0,5}"
+        r"([\"'])([^\"'\n]{1,200})\1", re.I), 2),
+    # "key 5f3d9a1c77b04e2e9c1a", {"key":"a9f3c2e17b4d8065f1e2"}: a hex value after a key-like word
+    ("hex_secret", re.compile(r"\b(?:key|secret|token|signature|salt)\b[\"']?\s{0,3}(?:[:=]|is)?\s{0,3}[\"']?"
+                              r"([A-Fa-f0-9]{16,128})\b", re.I), 1),
+    ("password", re.compile(r"(?:\b|(?<=_))" + _KW_PASSWORD + r"\b"
+                            r"(?:\s{1,3}(?:for|of|to|für|para|для|от|do|dla|de|du)(?:\s{1,3}[\w.@-]{1,60}){1,3}?)?"
+                            r"(?:" + _STRONG_SEP + r"\s*[\"'`«]?([^\s\"'`»]{1,200})"
+                            r"|(?:" + _WEAK_SEP + r")\s*[\"'`«]?(?=[^\s\"'`»]{0,200}[\d!@#$%^&*_])([^\s\"'`»]{4,200}))", re.I), (1, 2)),
     ("license_key", re.compile(
         r"\b(?:license|licence|lizenz|licencia|licença|licencja|лицензи\w{0,3})[ _-]?(?:key|schlüssel|clave|chave|klucz|ключ)?"
         r"\s*(?:[:=#]|is|ist|es|é)?\s*[\"'`]?([A-Z0-9]{2,10}(?:-[A-Z0-9]{2,20}){1,8})", re.I), 1),
@@ -40,7 +65,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int]] = [
     ("hex_secret", re.compile(r"\b[a-f0-9]{32,128}\b", re.I), 0),
 ]
 # "admin / Qw7!mzP2" on a line that talks about access
-_PAIR = re.compile(r"\b[\w.@-]{2,60}\s{0,3}/\s{0,3}([^\s/]{0,60}[0-9!@#$%^&*][^\s/]{0,60})")
+#: (spaces around the slash, so paths, "HTTP/1.1" and dates are not pairs)
+_PAIR = re.compile(r"\b[\w.@-]{2,60}\s{1,3}/\s{1,3}([^\s/]{0,60}[0-9!@#$%^&*][^\s/]{0,60})")
+#: values that are not secrets even after "password:" ("using password: YES" in MySQL errors)
+_NOT_SECRETS = {"yes", "no", "none", "null", "empty", "true", "false", "n/a", "[hidden]", "<hidden>"}
 
 
 @dataclass
@@ -57,8 +85,10 @@ def _looks_secret(value: str, kind: str) -> bool:
     if not value or value == MASK or value.startswith("[MASKED"):
         return False
     if kind == "password":
-        # "the password is wrong": plain words after "is" are not passwords; "password: admin" is.
-        return True
+        # "the password is wrong" never gets here (see _WEAK_SEP); "password: admin" is a secret,
+        # "(using password: YES)" and "password: ****" are not
+        core = value.rstrip(".,;)").lower()
+        return core not in _NOT_SECRETS and bool(core.strip("*x•."))
     if kind == "license_key":
         groups = value.split("-")
         mixed = sum(1 for g in groups if re.search(r"[A-Za-z]", g) and re.search(r"\d", g))
@@ -72,12 +102,9 @@ def mask_secrets(text: str) -> MaskResult:
         return MaskResult(text)
     kinds: list[str] = []
     for kind, regex, group in _PATTERNS:
-        def repl(m: re.Match[str], kind: str = kind, group: int = group) -> str:
+        def repl(m: re.Match[str], kind: str = kind, groups: int | tuple[int, ...] = group) -> str:
+            group = next((g for g in (groups if isinstance(groups, tuple) else (groups,)) if m.group(g) is not None), 0)
             value = m.group(group)
-            if kind == "password":
-                sep = m.group(0)[: m.start(group) - m.start(0)]
-                if re.search(r"\b(?:is|ist|es|é|to)\s*[\"'`«]?$", sep, re.I) and not re.search(r"[\d!@#$%^&*_]", value):
-                    return m.group(0)
             if not _looks_secret(value, kind):
                 return m.group(0)
             # a sentence's closing punctuation is not part of a prose password
@@ -91,7 +118,9 @@ def mask_secrets(text: str) -> MaskResult:
     for i, line in enumerate(lines):
         if _ACCESS_WORDS.search(line):
             def pair(m: re.Match[str]) -> str:
-                if m.group(1).startswith("[MASKED") or re.fullmatch(r"[\d./-]+", m.group(1)):
+                value = m.group(1)
+                if (value.startswith("[MASKED") or re.fullmatch(r"[\d./-]+", value) or len(value) < 5
+                        or re.fullmatch(r"[a-z][a-z0-9]*(?:_[a-z0-9]+)+[.,;:)?!]?", value)):  # 4GB, utf8mb4_unicode_ci
                     return m.group(0)
                 kinds.append("login_password")
                 return m.group(0)[: m.start(1) - m.start(0)] + MASK

@@ -58,11 +58,11 @@ class Request:
                                                 got=f"{len(text)} characters"), row=row, field="text")
         channel = opt_str("channel")
         if channel is not None and channel not in spec.CHANNELS:
-            raise InputError(Errors.E034.format(row=row, field="channel", value=channel,
+            raise InputError(Errors.E034.format(row=row, field="channel", value=_shown(channel),
                                                 allowed=", ".join(spec.CHANNELS)), row=row, field="channel")
         product = opt_str("product")
         if product is not None and product not in spec.PRODUCTS:
-            raise InputError(Errors.E034.format(row=row, field="product", value=product,
+            raise InputError(Errors.E034.format(row=row, field="product", value=_shown(product),
                                                 allowed=", ".join(spec.PRODUCTS)), row=row, field="product")
         attachments = record.get("attachments")
         if attachments in (None, ""):
@@ -79,6 +79,14 @@ class Request:
                                                 got=f"{len(attachments)} names"), row=row, field="attachments")
         return cls(text=text, subject=opt_str("subject"), id=opt_str("id"), channel=channel,
                    attachments=attachments, product=product)
+
+
+def _shown(value: str, limit: int = 100) -> str:
+    """A bad field value as an error message may repeat it: secrets masked, cut to ``limit``."""
+    from .masking import mask_secrets
+
+    shown = mask_secrets(value).text
+    return shown if len(shown) <= limit else shown[:limit] + "…"
 
 
 class NumberedRecord(NamedTuple):
