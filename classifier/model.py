@@ -9,6 +9,7 @@ with a 2-D ``y`` it is multi-output like ``MultiOutputClassifier``.
 """
 from __future__ import annotations
 
+import numbers
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -69,7 +70,7 @@ class RequestModel(ClassifierMixin, BaseEstimator):
 
     # -- validation -------------------------------------------------------------
     def _check_params(self) -> None:
-        if not isinstance(self.C, (int, float)) or self.C <= 0:
+        if isinstance(self.C, bool) or not isinstance(self.C, numbers.Real) or not self.C > 0:
             raise ValueError(Errors.E028.format(name="C", value=self.C, allowed="a number > 0"))
         if self.ngram_max not in (1, 2, 3):
             raise ValueError(Errors.E028.format(name="ngram_max", value=self.ngram_max, allowed="[1, 2, 3]"))

@@ -70,7 +70,7 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
     df = read_labelled(data, text_col=text_col, label_col=label_col)
     own_taxonomy = label_col is not None
     # category is always required; clause and severity are learned when the data has them
-    targets = ["category"] if own_taxonomy else [t for t in SPEC_TARGETS if t in df.columns]
+    targets = ["category"] + ([] if own_taxonomy else [t for t in SPEC_TARGETS[1:] if t in df.columns])
     for t in targets:
         if t not in df.columns:
             raise InputError(Errors.E025.format(path=data, column=t, found=", ".join(df.columns)))
