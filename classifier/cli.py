@@ -294,18 +294,36 @@ def schema() -> None:
               help="Model folder to write (default: the bundled models/).")
 @click.option("--text-col", default="text", show_default=True, help="Column holding the request text.")
 @click.option("--label-col", default=None, help="Train a category model on this column of your own labels.")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A model parameter (repeatable), e.g. --param C=16 --param 'char_ngrams=[2,5]'.")
 @RULES_OPTION
-def train(data_path, out_dir, text_col, label_col, rules_dir) -> None:
+def train(data_path, out_dir, text_col, label_col, params, rules_dir) -> None:
     """Train on the train split, evaluate on the test split, save model and manifest."""
+    import json
     import time
 
     from . import dataset, training
     from .model_files import DEFAULT_MODEL_DIR
 
+    from .model import RequestModel
+
+    chosen = {}
+    allowed = sorted(k for k in RequestModel().get_params() if k != "rules_dir")
+    for item in params:
+        name, sep, raw = item.partition("=")
+        if not sep or name not in allowed:
+            raise click.BadParameter(f"{item!r}: expected NAME=VALUE with NAME one of {', '.join(allowed)}",
+                                     param_hint="--param")
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = raw
+        chosen[name] = tuple(value) if isinstance(value, list) else value
     start = time.perf_counter()
     try:
         manifest = training.train(data_path or dataset.DEFAULT_DATA, out_dir or DEFAULT_MODEL_DIR,
-                                  text_col=text_col, label_col=label_col, rules_dir=rules_dir)
+                                  text_col=text_col, label_col=label_col, rules_dir=rules_dir,
+                                  params=chosen or None)
     except (IntakeError, ValueError) as exc:
         _fail(exc)
     click.echo(f"trained on {manifest['data']['rows_train']} rows in {time.perf_counter() - start:.1f} s; "
@@ -327,7 +345,9 @@ def _evaluation_table(ev: dict) -> str:
               ("missing_info micro-F1", lambda e: e["missing_info_micro_f1"]),
               ("delay_reasons micro-F1", lambda e: e["delay_reasons_micro_f1"]),
               ("flags micro-F1", lambda e: e["flags_micro_f1"])]
-    out = [f"| field ({ev.get('rows', '?')} test rows) | " + " | ".join(modes) + " |",
+    names = {"rules": "rules only", "combined": "combined"}
+    names["model"] = f"model only ({ev['model'].get('features', 'text')})" if "model" in ev else "model"
+    out = [f"| field ({ev.get('rows', '?')} test rows) | " + " | ".join(names[m] for m in modes) + " |",
            "|---|" + "---:|" * len(modes)]
     for name, get in fields:
         out.append(f"| {name} | " + " | ".join(f"{get(ev[m]):.3f}" for m in modes) + " |")
@@ -357,7 +377,7 @@ def evaluate(data_path, split, report_dir, text_col, label_col, compare, model_d
     import json
 
     from . import dataset, training
-    from .model_files import load_model
+    from .model_files import load_extra_model, load_model
 
     if compare:
         if model_dir is not None:
@@ -367,8 +387,10 @@ def evaluate(data_path, split, report_dir, text_col, label_col, compare, model_d
     predictions: dict[str, list[str]] = {}
     try:
         model, manifest = load_model(model_dir)
+        text_model = load_extra_model(model_dir, training.TEXT_ONLY_MODEL)
         ev = training.evaluate(data_path or dataset.DEFAULT_DATA, model, split=split, text_col=text_col,
-                               label_col=label_col, rules_dir=rules_dir, predictions=predictions)
+                               label_col=label_col, rules_dir=rules_dir, predictions=predictions,
+                               text_model=text_model)
     except (IntakeError, ValueError) as exc:
         _fail(exc)
     click.echo(_evaluation_table(ev))

@@ -22,11 +22,16 @@ class Policy:
     """The named weights of the rules-plus-model policy.
 
     The defaults are chosen by 5-fold cross-validation on the train split
-    (``benchmarks/tune_policy.py``); the test split is never used to choose them.
+    (``benchmarks/tune_policy.py``), judged on the train rows the rule authors never
+    saw; the test split is never used to choose them. There, adding clause-rule
+    evidence on top of the model did not help (``rule_weight`` 0): the model already
+    reads every rule hit as a feature and learns how far to trust it. The clause
+    rules still decide with rules alone, cite their hits in the explanation and
+    raise ``needs_review`` when they point elsewhere than the model.
     """
 
     #: share of a clause's score that comes from its rules (the rest from the model)
-    rule_weight: float = 0.4
+    rule_weight: float = 0.0
     #: within the model's share, weight of p(category) against p(clause)
     category_weight: float = 0.0
     #: share of a severity's score that comes from severity cues
@@ -170,7 +175,8 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
         clause, scores, clause_policy = combine_clause(rule_scores, probas.get("clause"), probas.get("category"), policy)
     category, scope = spec.CLAUSES[clause]
     ranked = sorted((c for c, v in scores.items() if v > 0), key=lambda c: -scores[c])
-    clauses = [clause] + [c for c in ranked if c != clause and rule_scores.get(c, 0) > 0][:2]
+    # the chosen clause, then up to two others whose rules fired, strongest evidence first
+    clauses = [clause] + sorted((c for c in rule_scores if c != clause), key=lambda c: (-rule_scores[c], c))[:2]
     total = sum(scores.values())
     cat_score = sum(v for c, v in scores.items() if spec.CLAUSES[c][0] == category)
     confidence = cat_score / total if total > 0 else 0.0

@@ -38,18 +38,28 @@ def _major_minor(v: str) -> str:
     return ".".join(v.split(".")[:2])
 
 
-def save_model(model: Any, out_dir: str | Path, manifest: dict[str, Any]) -> Path:
-    """Write the model and its manifest (the model's hash is added to the manifest)."""
+def save_model(model: Any, out_dir: str | Path, manifest: dict[str, Any],
+               extra_models: dict[str, Any] | None = None) -> Path:
+    """Write the model and its manifest (the model's hash is added to the manifest).
+
+    ``extra_models`` (name -> model) are saved beside it as ``<name>.joblib`` with
+    their own hashes, for evaluation (the text-only ablation model)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / MODEL_FILE
     joblib.dump(model, path, compress=3)
+    extras = {}
+    for name, extra in (extra_models or {}).items():
+        extra_path = out / f"{name}.joblib"
+        joblib.dump(extra, extra_path, compress=3)
+        extras[name] = {"file": extra_path.name, "sha256": file_sha256(extra_path)}
     full = {
         "format": 1,
         "model_file": MODEL_FILE,
         "model_sha256": file_sha256(path),
         "trained_at": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat(),
         "libraries": library_versions(),
+        **({"extra_models": extras} if extras else {}),
         **manifest,
     }
     (out / MANIFEST_FILE).write_text(json.dumps(full, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -89,3 +99,21 @@ def load_model(model_dir: str | Path | None = None) -> tuple[Any, dict[str, Any]
             raise ModelError(Errors.E023.format(path=model_path, library=lib, built=built,
                                                 installed=f"{lib} {installed[lib]}", dir=d))
     return joblib.load(model_path), manifest
+
+
+def load_extra_model(model_dir: str | Path | None, name: str) -> Any | None:
+    """An extra model saved beside the main one (None if the manifest lists none),
+    verified like the main model: manifest, hash, then library versions."""
+    d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    manifest = read_manifest(d)
+    entry = manifest.get("extra_models", {}).get(name)
+    if entry is None:
+        return None
+    path = d / entry["file"]
+    if not path.exists():
+        raise ModelError(Errors.E020.format(path=path, dir=d))
+    actual = file_sha256(path)
+    if actual != entry["sha256"]:
+        raise ModelError(Errors.E022.format(path=path, actual=actual[:12], expected=str(entry["sha256"])[:12], dir=d))
+    load_model(d)  # the library-version checks
+    return joblib.load(path)

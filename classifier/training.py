@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_support
 from sklearn.preprocessing import MultiLabelBinarizer
 
@@ -23,6 +24,8 @@ from .model import RequestModel, analyse_inputs
 from .model_files import read_manifest, save_model
 
 SPEC_TARGETS = ("category", "clause", "severity")
+#: Name of the text-only twin saved beside the model for the "model only" column.
+TEXT_ONLY_MODEL = "text_only"
 #: Label columns of the per-field evaluation (rules / model / combined side by side).
 SPEC_LABEL_COLUMNS = ("category", "scope", "clause", "severity", "missing_info", "delay_reasons", "flags")
 #: Default model parameters, chosen by 5-fold cross-validation on the train split
@@ -86,13 +89,18 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
     X_train = analyse_inputs(_requests(train_df), model.rules_dir)
     model.fit(X_train, train_df[targets].astype(str))
     model.rules_dir = None  # a saved model uses whichever rules folder it is loaded with
+    # the same model without rule-hit features: "model only" in the evaluation, so the
+    # table shows what the rules add (kept beside the model, never used to classify)
+    text_only = None
+    if model.rule_features and not own_taxonomy:
+        text_only = clone(model).set_params(rule_features=False).fit(X_train, train_df[targets].astype(str))
     evaluation: dict[str, Any] = {}
     if not test_df.empty:
         X_test = analyse_inputs(_requests(test_df), None if rules_dir is None else str(rules_dir))
         if own_taxonomy or not _has_spec_labels(test_df):
             evaluation = {"model": category_scores(test_df["category"].astype(str), model.predict(X_test))}
         else:
-            evaluation = evaluate_frames(test_df, X_test, model)
+            evaluation = evaluate_frames(test_df, X_test, model, text_model=text_only)
     manifest = {
         "kind": "own_taxonomy" if own_taxonomy else "spec",
         "targets": targets,
@@ -102,7 +110,7 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
                  "rows_test": int(len(test_df)), "text_col": text_col, "label_col": label_col},
         "evaluation": evaluation,
     }
-    save_model(model, out_dir, manifest)
+    save_model(model, out_dir, manifest, {TEXT_ONLY_MODEL: text_only} if text_only is not None else None)
     return read_manifest(out_dir)  # as written: with the model's hash, date and library versions
 
 
@@ -136,24 +144,32 @@ def field_scores(gold: pd.DataFrame, decisions: list[Any]) -> dict[str, Any]:
     return out
 
 
+def _probas(model: RequestModel, analysed: list[Any]) -> list[dict[str, dict[str, float]]]:
+    raw = model.predict_proba(analysed)
+    raw = raw if isinstance(raw, list) else [raw]
+    classes = model.classes_ if isinstance(model.classes_, list) else [model.classes_]
+    names = model.target_names_ or list(SPEC_TARGETS)
+    return [{n: dict(zip(c.tolist(), p[i].tolist())) for n, c, p in zip(names, classes, raw)}
+            for i in range(len(analysed))]
+
+
 def evaluate_frames(df: pd.DataFrame, analysed: list[Any], model: RequestModel | None,
-                    predictions: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                    predictions: dict[str, list[str]] | None = None,
+                    text_model: RequestModel | None = None) -> dict[str, Any]:
     """Rules only, model only and combined, side by side, on labelled rows.
 
-    ``predictions``, when given, receives the combined (or rules-only) category per row."""
-    probas: list[Any] = [None] * len(analysed)
-    if model is not None:
-        raw = model.predict_proba(analysed)
-        raw = raw if isinstance(raw, list) else [raw]
-        classes = model.classes_ if isinstance(model.classes_, list) else [model.classes_]
-        names = model.target_names_ or list(SPEC_TARGETS)
-        probas = [{n: dict(zip(c.tolist(), p[i].tolist())) for n, c, p in zip(names, classes, raw)}
-                  for i in range(len(analysed))]
+    "model" is ``text_model`` (the model trained without rule-hit features) when given,
+    else ``model`` alone; "combined" is the classifier as shipped: ``model`` (which reads
+    rule hits as features) with the decision policy. ``predictions``, when given,
+    receives the combined (or rules-only) category per row."""
     rules = [decide(a, None, "rules") for a in analysed]
     out = {"rows": int(len(df)), "rules": field_scores(df, rules)}
     final = rules
     if model is not None:
-        out["model"] = field_scores(df, [decide(a, p, "model") for a, p in zip(analysed, probas)])
+        probas = _probas(model, analysed)
+        alone = _probas(text_model, analysed) if text_model is not None else probas
+        out["model"] = field_scores(df, [decide(a, p, "model") for a, p in zip(analysed, alone)])
+        out["model"]["features"] = "text only" if text_model is not None else "text and rule hits"
         final = [decide(a, p, "combined") for a, p in zip(analysed, probas)]
         out["combined"] = field_scores(df, final)
     if predictions is not None:
@@ -164,7 +180,8 @@ def evaluate_frames(df: pd.DataFrame, analysed: list[Any], model: RequestModel |
 
 def evaluate(data: str | Path, model: RequestModel | None, *, split: str = "test", text_col: str = "text",
              label_col: str | None = None, rules_dir: str | Path | None = None,
-             predictions: dict[str, list[str]] | None = None) -> dict[str, Any]:
+             predictions: dict[str, list[str]] | None = None,
+             text_model: RequestModel | None = None) -> dict[str, Any]:
     """Evaluate a model (and the rules) on one split of labelled data.
 
     ``predictions``, when given, receives the gold and predicted category per row."""
@@ -179,7 +196,7 @@ def evaluate(data: str | Path, model: RequestModel | None, *, split: str = "test
         if predictions is not None:
             predictions["gold"], predictions["predicted"] = [str(c) for c in df["category"]], pred
         return {"rows": int(len(df)), "model": category_scores(df["category"].astype(str), pred)}
-    return evaluate_frames(df.reset_index(drop=True), analysed, model, predictions)
+    return evaluate_frames(df.reset_index(drop=True), analysed, model, predictions, text_model)
 
 
 def plot_confusion(gold: list[str], predicted: list[str], path: str | Path) -> Path:

@@ -203,3 +203,17 @@ def test_same_data_and_params_give_identical_model_files(trained, small_data, tm
     first = json.loads((trained / MANIFEST_FILE).read_text(encoding="utf-8"))
     assert second["model_sha256"] == first["model_sha256"]
     assert (tmp_path / "second" / MODEL_FILE).read_bytes() == (trained / MODEL_FILE).read_bytes()
+
+
+def test_text_only_twin_is_saved_verified_and_refused_when_changed(model_dir):
+    from classifier.model_files import load_extra_model
+
+    twin = load_extra_model(model_dir, training.TEXT_ONLY_MODEL)
+    assert isinstance(twin, RequestModel) and twin.rule_features is False
+    assert load_extra_model(model_dir, "no_such_model") is None
+    path = model_dir / "text_only.joblib"
+    path.write_bytes(path.read_bytes() + b"\0")
+    with pytest.raises(ModelError) as exc:
+        load_extra_model(model_dir, training.TEXT_ONLY_MODEL)
+    assert str(exc.value).startswith(f"[E022] Model file {path} does not match its manifest")
+    assert str(exc.value).endswith(f"refusing to load. Retrain with: intake train --out {model_dir}")

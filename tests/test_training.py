@@ -73,7 +73,7 @@ def test_train_on_jsonl(trained):
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("trained on 48 rows in ")
     assert f"model written to {model_dir}" in result.stdout
-    assert "| field (12 test rows) | rules | model | combined |" in result.stdout
+    assert "| field (12 test rows) | rules only | model only (text only) | combined |" in result.stdout
     assert "| category macro-F1 |" in result.stdout
     manifest = manifest_of(model_dir)
     assert manifest["kind"] == "spec" and manifest["targets"] == ["category", "clause", "severity"]
@@ -127,8 +127,9 @@ def test_evaluate_writes_report_and_confusion_png(trained, files, tmp_path):
     assert ev["rows"] == 12
     fields = {"category", "scope_accuracy", "clause_accuracy", "severity_accuracy",
               "missing_info_micro_f1", "delay_reasons_micro_f1", "flags_micro_f1"}
+    assert ev["model"]["features"] == "text only"  # the ablation twin saved beside the model
     for mode in ("rules", "model", "combined"):
-        assert set(ev[mode]) == fields
+        assert set(ev[mode]) - {"features"} == fields
         assert set(ev[mode]["category"]) == {"macro_f1", "accuracy", "per_class"}
     png = (report / "confusion_category.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
