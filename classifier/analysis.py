@@ -193,12 +193,7 @@ def model_probas(model: Any, analysed: Sequence[Analysed]) -> list[dict[str, dic
     """Per request, ``{target: {label: probability}}`` (None for every request without a model)."""
     if model is None:
         return [None] * len(analysed)
-    raw = model.predict_proba(analysed)
-    raw = raw if isinstance(raw, list) else [raw]
-    classes = model.classes_ if isinstance(model.classes_, list) else [model.classes_]
-    names = model.target_names_ or ["category"]
-    return [{n: dict(zip(c.tolist(), p[i].tolist())) for n, c, p in zip(names, classes, raw)}
-            for i in range(len(analysed))]
+    return model.label_probabilities(analysed)
 
 
 def decisions(model: Any, analysed: Sequence[Analysed]) -> list[Decision]:

@@ -48,8 +48,6 @@ class Classifier:
         self.clause_texts = {}
         for rule in ruleset.of_kind("clause"):
             self.clause_texts.setdefault(rule.label, rule.sla or "")
-        names = self.manifest.get("targets") or (getattr(model, "target_names_", None) or [])
-        self._targets = list(names)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, rules_dir: str | Path | None = None,
@@ -124,14 +122,7 @@ class Classifier:
     def _probas(self, analysed: list[Analysed]) -> list[dict[str, dict[str, float]] | None]:
         if self.model is None or not analysed:
             return [None] * len(analysed)
-        raw = self.model.predict_proba(analysed)
-        raw = raw if isinstance(raw, list) else [raw]
-        classes = self.model.classes_ if isinstance(self.model.classes_, list) else [self.model.classes_]
-        out = []
-        for i in range(len(analysed)):
-            out.append({name: dict(zip(cls.tolist(), p[i].tolist()))
-                        for name, cls, p in zip(self._targets, classes, raw)})
-        return out
+        return self.model.label_probabilities(analysed)
 
     def _result(self, a: Analysed, d: Decision) -> Result:
         reply = write_reply(d, self.templates, self.clause_texts)

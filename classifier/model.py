@@ -142,6 +142,18 @@ class RequestModel(ClassifierMixin, BaseEstimator):
             return self.classes_[np.argmax(probas, axis=1)]
         return np.column_stack([c[np.argmax(p, axis=1)] for c, p in zip(self.classes_, probas)])
 
+    def label_probabilities(self, X: Iterable[Any]) -> list[dict[str, dict[str, float]]]:
+        """Per request, ``{output name: {label: probability}}`` (names from the fitted
+        DataFrame's columns, e.g. category/clause/severity): what the decisions read."""
+        probas = self.predict_proba(X)
+        probas = probas if isinstance(probas, list) else [probas]
+        classes = self.classes_ if isinstance(self.classes_, list) else [self.classes_]
+        names = self.target_names_ or (["category"] if self.n_outputs_ == 1
+                                       else [f"output{j}" for j in range(self.n_outputs_)])
+        labels = [c.tolist() for c in classes]
+        return [{n: dict(zip(lb, p[i].tolist())) for n, lb, p in zip(names, labels, probas)}
+                for i in range(probas[0].shape[0])]
+
     def score(self, X: Iterable[Any], y: Any, sample_weight=None) -> float:
         """Mean accuracy, averaged over the outputs."""
         pred = self.predict(X)

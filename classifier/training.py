@@ -144,15 +144,6 @@ def field_scores(gold: pd.DataFrame, decisions: list[Any]) -> dict[str, Any]:
     return out
 
 
-def _probas(model: RequestModel, analysed: list[Any]) -> list[dict[str, dict[str, float]]]:
-    raw = model.predict_proba(analysed)
-    raw = raw if isinstance(raw, list) else [raw]
-    classes = model.classes_ if isinstance(model.classes_, list) else [model.classes_]
-    names = model.target_names_ or list(SPEC_TARGETS)
-    return [{n: dict(zip(c.tolist(), p[i].tolist())) for n, c, p in zip(names, classes, raw)}
-            for i in range(len(analysed))]
-
-
 def evaluate_frames(df: pd.DataFrame, analysed: list[Any], model: RequestModel | None,
                     predictions: dict[str, list[str]] | None = None,
                     text_model: RequestModel | None = None) -> dict[str, Any]:
@@ -166,8 +157,8 @@ def evaluate_frames(df: pd.DataFrame, analysed: list[Any], model: RequestModel |
     out = {"rows": int(len(df)), "rules": field_scores(df, rules)}
     final = rules
     if model is not None:
-        probas = _probas(model, analysed)
-        alone = _probas(text_model, analysed) if text_model is not None else probas
+        probas = model.label_probabilities(analysed)
+        alone = text_model.label_probabilities(analysed) if text_model is not None else probas
         out["model"] = field_scores(df, [decide(a, p, "model") for a, p in zip(analysed, alone)])
         out["model"]["features"] = "text only" if text_model is not None else "text and rule hits"
         final = [decide(a, p, "combined") for a, p in zip(analysed, probas)]
