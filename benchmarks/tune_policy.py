@@ -1,11 +1,11 @@
 """Choose the rules-plus-model policy weights by 5-fold cross-validation on the
 train split only (the test split is never read here).
 
-    python benchmarks/tune_policy.py [--data data/tickets.jsonl] [--judge-on p7-,p8-]
+    python benchmarks/tune_policy.py [--data data/tickets.jsonl] [--judge-on p7-,p8-,p9-,p10-,p11-]
 
 The model's out-of-fold probabilities come from all train rows. The weights are
-judged only on the train rows whose ids start with --judge-on: the second writing
-wave (data/DATASHEET.md), which the rule authors never saw. On rows the rules were
+judged only on the train rows whose ids start with --judge-on: the second and third
+writing waves (data/DATASHEET.md), which the rule authors never saw. On rows the rules were
 written against, rules look better than they are; judging there would overweight them.
 Prints the grid's best weights; classifier/decide.py's Policy defaults come from here.
 """
@@ -37,7 +37,7 @@ def out_of_fold_probas(df, analysed, folds=5):
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", default="data/tickets.jsonl")
-    ap.add_argument("--judge-on", default="p7-,p8-", help="id prefixes of the rows the weights are judged on ('' = all)")
+    ap.add_argument("--judge-on", default="p7-,p8-,p9-,p10-,p11-", help="id prefixes of the rows the weights are judged on ('' = all)")
     args = ap.parse_args()
     df = read_labelled(args.data)
     df = df[df["split"] == "train"].reset_index(drop=True)

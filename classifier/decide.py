@@ -33,9 +33,10 @@ class Policy:
     #: share of a clause's score that comes from its rules (the rest from the model)
     rule_weight: float = 0.0
     #: within the model's share, weight of p(category) against p(clause)
-    category_weight: float = 0.0
-    #: share of a severity's score that comes from severity cues
-    severity_rule_weight: float = 0.1
+    category_weight: float = 0.25
+    #: share of a severity's score that comes from severity cues (none helped on the
+    #: judged rows: the model reads the cues as features; they decide with rules alone)
+    severity_rule_weight: float = 0.0
     #: needs_review when the category confidence is below this
     review_below: float = 0.5
 

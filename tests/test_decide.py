@@ -346,11 +346,12 @@ def test_explanation_lists_rules_with_matched_words_and_model_top_labels(clf):
 def test_explanation_clause_scores_follow_the_policy_formula():
     hits = [hit("3.5.out.6", "clause", "3.5.out.6", "payment module", weight=0.5)]
     w = 0.3  # a policy that gives rule evidence a share (the default gives it none)
-    d = decide(hand_built("custom payment module", hits), forced("3.4.in.1"), policy=Policy(rule_weight=w))
+    d = decide(hand_built("custom payment module", hits), forced("3.4.in.1"),
+               policy=Policy(rule_weight=w, category_weight=0.0))
     assert d.explanation["clause_scores"] == {"3.4.in.1": round(1 - w, 4), "3.5.out.6": round(w * 0.5, 4)}
     assert d.explanation["policy"]["rule_weight"] == w
     assert d.clauses == ["3.4.in.1", "3.5.out.6"]
     # with the default policy the clause rule is cited but adds nothing to the score
     d = decide(hand_built("custom payment module", hits), forced("3.4.in.1"))
-    assert d.explanation["clause_scores"] == {"3.4.in.1": round(1 - DEFAULT_POLICY.rule_weight, 4)}
+    assert d.explanation["clause_scores"]["3.4.in.1"] == round(1 - DEFAULT_POLICY.rule_weight, 4)
     assert d.clauses == ["3.4.in.1", "3.5.out.6"]

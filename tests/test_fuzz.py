@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import assume, HealthCheck, given, settings
 from hypothesis import strategies as st
 from spacy.language import Language
 
@@ -90,6 +90,9 @@ def test_masking_is_idempotent(text: str) -> None:
 @given(entry=st.sampled_from(ENTRIES), before=REQUEST_TEXT, after=REQUEST_TEXT,
        html=st.booleans(), subject=st.booleans())
 def test_no_corpus_secret_survives_normalise(entry: dict, before: str, after: str, html: bool, subject: bool) -> None:
+    # the surrounding text may hold other secrets, but not this entry's own secret bare,
+    # without the context that makes it one (a lone "Qw7!mzP2" is just a word)
+    assume(not any(secret in before + after for secret in entry["secrets"]))
     body = entry["text"]
     if html:  # the same secret inside an HTML mail body
         body = "<p>" + body.replace("&", "&amp;").replace("<", "&lt;").replace("\n", "<br>") + "</p>"
