@@ -40,7 +40,7 @@ def main() -> None:
     precision = tp / (tp + fp) if tp + fp else 0.0
     recall = tp / (tp + fn) if tp + fn else 0.0
     print(f"reports: {len(df)}, without steps (gold): {int(df.gold_missing.sum())}, flagged missing: {int(df.pred_missing.sum())}")
-    print(f"per system (precision/recall of 'missing'):")
+    print("per system (precision/recall of 'missing'):")
     for system, g in df.groupby("system"):
         t = int((g.pred_missing & g.gold_missing).sum())
         p = t / max(1, int(g.pred_missing.sum()))

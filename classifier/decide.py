@@ -208,7 +208,6 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
     if old_version:
         delays.add("updates_not_installed")
     portal_address = bool(_present(hits, "cloud")) and any(h.rule_id == "info.cloud.portal_address" for h in hits)
-    self_hosted = "self_hosted" in info or "server_access" in info
     contradictions = []
     if cloud and "server_access" in info:
         contradictions.append("cloud portal with server-side files or access")

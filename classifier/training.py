@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from . import spec
-from .dataset import file_sha256, read_labelled, to_records
+from .dataset import file_sha256, read_labelled
 from .decide import decide
 from .errors import Errors, InputError
 from .model import RequestModel, analyse_inputs
