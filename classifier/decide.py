@@ -190,9 +190,13 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
 
     # §5 missing information
     info = _labels(hits, "info")
-    cloud = request.product == "cloud" or bool(_present(hits, "cloud"))
+    # SPEC §5: a cloud portal (an address on a bitrix24.* domain, or product: cloud) has
+    # no version; saying "cloud" or naming a plan counts only for spotting contradictions
+    portal_address = any(h.rule_id == "info.cloud.portal_address" for h in _present(hits, "cloud"))
+    cloud_portal = request.product == "cloud" or portal_address
+    cloud = cloud_portal or bool(_present(hits, "cloud"))
     present = {item for item in ("url", "version", "edition", "steps_to_reproduce") if _present(hits, item)}
-    required = [i for i in spec.REQUIRED_INFO[category] if not (i == "version" and cloud)]
+    required = [i for i in spec.REQUIRED_INFO[category] if not (i == "version" and cloud_portal)]
     missing = [i for i in spec.MISSING_ITEMS if i in required and i not in present]
 
     # §6 delay reasons
@@ -207,7 +211,6 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
     old_version = bool(years) and min(years) <= OLD_VERSION_MAX_YEAR
     if old_version:
         delays.add("updates_not_installed")
-    portal_address = bool(_present(hits, "cloud")) and any(h.rule_id == "info.cloud.portal_address" for h in hits)
     contradictions = []
     if cloud and "server_access" in info:
         contradictions.append("cloud portal with server-side files or access")
@@ -251,7 +254,7 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
         "policy": {"clause": clause_policy, "severity": severity_policy,
                    "rule_weight": policy.rule_weight if clause_policy == "model+rules" else 1.0},
         "clause_scores": {c: round(scores[c], 4) for c in ranked[:3]},
-        "cloud": cloud,
+        "cloud_portal": cloud_portal,
         "misleading": contradictions,
         "masked_secrets": len(analysed.normalised.masked),
         "bad_attachments": bad_images,

@@ -136,7 +136,14 @@ def test_cloud_portal_address_is_never_asked_for_a_version(clf):
     d = decide_as(clf, "3.4.in.1", "The task list on trident-marine.bitrix24.de is empty since this morning.")
     assert "version" not in d.missing_info
     assert "url" not in d.missing_info
-    assert d.explanation["cloud"] is True
+    assert d.explanation["cloud_portal"] is True
+
+
+def test_saying_cloud_without_a_portal_address_still_needs_a_version(clf):
+    # SPEC §5: only a bitrix24.* address or product: cloud makes a request a cloud portal
+    d = decide_as(clf, "3.4.in.1", "We are on the Professional plan and the task list is empty since today.")
+    assert "version" in d.missing_info
+    assert d.explanation["cloud_portal"] is False
 
 
 def test_product_cloud_field_is_never_asked_for_a_version(clf):
