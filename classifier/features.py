@@ -10,6 +10,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Iterator
 
+import numpy as np
+from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA
 from spacy.language import Language
 
 from .matching import Hit, analyse_docs, build_pipeline
@@ -63,15 +65,21 @@ class Analyser:
         for i, doc in enumerate(analyse_docs(self.nlp, feed(), batch_size=batch_size)):
             req, norm = reqs[i], norms[i]
             reqs[i] = norms[i] = None  # type: ignore[call-overload]  # free as we go
-            keep = [(s.start, s.end) for s in norm.segments if s.kind in MODEL_SEGMENTS]
-            tokens = []
-            for tok in doc:
-                if tok.is_punct or tok.is_space:
-                    continue
-                idx = tok.idx
-                if any(a <= idx < b for a, b in keep):
-                    tokens.append(tok.lemma_)
-            yield Analysed(req, norm, list(doc._.intake_hits), tokens)
+            yield Analysed(req, norm, list(doc._.intake_hits), _model_tokens(doc, norm))
+
+
+def _model_tokens(doc, norm: NormalisedRequest) -> list[str]:
+    """Lemmas of the words in the segments the model reads (no punctuation or spaces)."""
+    if not len(doc):
+        return []
+    arr = doc.to_array([IDX, IS_PUNCT, IS_SPACE, LEMMA])
+    keep = np.zeros(len(doc), dtype=bool)
+    for seg in norm.segments:
+        if seg.kind in MODEL_SEGMENTS:
+            keep |= (arr[:, 0] >= seg.start) & (arr[:, 0] < seg.end)
+    keep &= (arr[:, 1] == 0) & (arr[:, 2] == 0)
+    strings = doc.vocab.strings
+    return [strings[h] for h in arr[keep, 3].tolist()]
 
 
 @lru_cache(maxsize=4)
