@@ -202,8 +202,9 @@ class RuleMatcher:
         self.rules = {r.id: r for r in ruleset.rules}
         self.phrases = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self.lower_phrases = PhraseMatcher(nlp.vocab, attr="LOWER")
-        # (key, regex for lower-cased text or None when case-sensitive, regex for the text)
-        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str]]] = []
+        # (key, regex for lower-cased text or None when case-sensitive, regex for the text,
+        #  substrings one of which the lower-cased text must contain for the regex to run)
+        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str], tuple[str, ...]]] = []
         # (key, matcher, anchors, max length); the first anchor set is the one indexed
         self.token_matchers: list[tuple[str, Matcher, list[frozenset[int]], int | None]] = []
         self._always: list[int] = []  # token patterns without anchors
@@ -255,10 +256,10 @@ class RuleMatcher:
                 doc = lemmatize(doc)
             self.phrases.add(key, [doc])
         elif pattern.case_sensitive:
-            self.regexes.append((key, None, re.compile(pattern.value)))
+            self.regexes.append((key, None, re.compile(pattern.value), pattern.requires))
         else:
             self.regexes.append((key, re.compile(_lowercase_literals(pattern.value)),
-                                 re.compile(pattern.value, re.IGNORECASE)))
+                                 re.compile(pattern.value, re.IGNORECASE), pattern.requires))
 
     def _token_pattern_hits(self, doc: Doc) -> Iterator[tuple[str, int, int]]:
         """Run each token pattern whose anchors all occur in ``doc``, only on windows
@@ -311,7 +312,9 @@ class RuleMatcher:
         text = doc.text
         lowered = text.lower()
         same_length = len(lowered) == len(text)  # a few characters change length when lower-cased
-        for key, on_lower, on_text in self.regexes:
+        for key, on_lower, on_text, requires in self.regexes:
+            if requires and not any(r in lowered for r in requires):
+                continue
             matches = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
             for m in matches:
                 if m.end() > m.start():

@@ -51,7 +51,7 @@ KIND_LABELS: dict[str, tuple[str, ...]] = {
 RULE_KEYS = {"id", "kind", "label", "category", "scope", "sla", "description", "weight",
              "patterns", "exclude", "read", "examples"}
 REQUIRED_KEYS = ("id", "kind", "patterns", "examples")
-PATTERN_KEYS = {"tokens", "phrase", "regex", "case_sensitive"}
+PATTERN_KEYS = {"tokens", "phrase", "regex", "case_sensitive", "requires"}
 ID_RE = re.compile(r"^[A-Za-z0-9_.#:-]+$")
 # A group that contains a quantifier and is itself repeated without a small bound:
 # (a+)+, (\w*x)*, (?:a|b+){2,}. A bounded repeat such as (?:[a-z]{1,63}\.){0,4} is allowed.
@@ -66,6 +66,9 @@ class Pattern:
     kind: str  # "tokens" | "phrase" | "regex"
     value: Any
     case_sensitive: bool = False
+    #: regex only: substrings one of which must occur in the lower-cased text for the
+    #: regex to run at all (a cheap test that skips most texts it cannot match)
+    requires: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -204,6 +207,12 @@ def _parse_patterns(raw: Any, where: dict[str, Any], key: str) -> tuple[Pattern,
         form = forms[0]
         value = _strip_lines(entry[form])
         case = bool(entry.get("case_sensitive", False))
+        requires = entry.get("requires", [])
+        if requires and form != "regex":
+            raise _fail(Errors.E011, field=f"{key}[{i}].requires", expected="used only with a regex", got=form, **where)
+        if not isinstance(requires, list) or not all(isinstance(r, str) and r for r in requires):
+            raise _fail(Errors.E011, field=f"{key}[{i}].requires", expected="a list of non-empty strings",
+                        got=repr(requires), **where)
         if form == "regex":
             if not isinstance(value, str):
                 raise _fail(Errors.E011, field=f"{key}[{i}].regex", expected="a string", got=type(value).__name__, **where)
@@ -221,7 +230,7 @@ def _parse_patterns(raw: Any, where: dict[str, Any], key: str) -> tuple[Pattern,
             if not isinstance(value, list) or not value or not all(isinstance(t, dict) for t in value):
                 raise _fail(Errors.E008, index=i, detail="expected a non-empty list of token mappings", **where)
             value = [_text_values_as_strings(t) for t in value]
-        out.append(Pattern(form, value, case))
+        out.append(Pattern(form, value, case, tuple(r.lower() for r in requires)))
     return tuple(out)
 
 

@@ -14,7 +14,8 @@ from spacy.matcher import Matcher
 from spacy.tokens import Doc
 
 from classifier.features import Analyser
-from classifier.matching import Hit, RuleMatcher
+from classifier.errors import RulesError
+from classifier.matching import Hit, RuleMatcher, analyse_docs, build_pipeline
 from classifier.normalise import normalise
 from classifier.request import Request
 from classifier.rules import SEGMENTS, RuleSet
@@ -290,3 +291,28 @@ def test_windowed_token_matching_equals_plain_matcher(analyser: Analyser) -> Non
         assert {(h.rule_id, h.start, h.end) for h in hits} <= expected
         compared += len(expected)
     assert compared > 500
+
+
+def test_regex_requires_skips_texts_without_its_substrings(tmp_path):
+    # `requires` is a prefilter only: texts that contain one of the substrings match as before
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n"
+        "  - id: info.version.test\n    kind: info\n    label: version\n"
+        "    patterns:\n      - regex: 'release\\s\\d{2}\\.\\d{1,3}'\n        requires: ['.3']\n"
+        "    examples:\n      match: ['we run release 24.300']\n      no_match: ['we run release 24.100']\n",
+        encoding="utf-8")
+    nlp = build_pipeline(tmp_path)
+    hits = [[h.rule_id for h in doc._.intake_hits]
+            for doc in analyse_docs(nlp, [normalise("we run release 24.300"), normalise("we run release 24.100")])]
+    assert hits == [["info.version.test"], []]  # 24.100 matches the regex but lacks '.3'
+
+
+def test_requires_on_a_non_regex_pattern_is_refused(tmp_path):
+    (tmp_path / "r.yaml").write_text(
+        "rules:\n  - id: delay.test\n    kind: delay\n    label: not_reproducible\n"
+        "    patterns:\n      - phrase: randomly\n        requires: ['x']\n"
+        "    examples:\n      match: []\n", encoding="utf-8")
+    with pytest.raises(RulesError) as exc:
+        build_pipeline(tmp_path)
+    assert str(exc.value) == (f"[E011] {tmp_path / 'r.yaml'}:2: rule delay.test: "
+                              "patterns[1].requires must be used only with a regex, got phrase.")
