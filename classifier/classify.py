@@ -104,12 +104,11 @@ class Classifier:
 
     def classify_frame(self, df: pd.DataFrame, text_col: str = "text") -> pd.DataFrame:
         """A copy of ``df`` with the result columns added (``error`` for unreadable rows)."""
-        records = df.rename(columns={text_col: "text"}).to_dict("records") if text_col != "text" else df.to_dict("records")
+        records = df.rename(columns={text_col: "text"}).to_dict("records")
         records = [{k: v for k, v in r.items() if not (isinstance(v, float) and np.isnan(v))} for r in records]
-        rows = [r.to_dict() for r in self.classify_many(records)]
-        out = pd.DataFrame(rows, index=df.index)
-        return pd.concat([df, out.drop(columns=[c for c in out.columns if c in df.columns and c != "id"]
-                                       + (["id"] if "id" in df.columns else []))], axis=1)
+        out = pd.DataFrame([r.to_dict() for r in self.classify_many(records)], index=df.index)
+        # the caller's columns (their own id included) stay as they are
+        return pd.concat([df, out.drop(columns=[c for c in out.columns if c in df.columns])], axis=1)
 
     # -- internals ------------------------------------------------------------------
     def _results(self, requests: list[Request]) -> Iterator[Result]:

@@ -56,8 +56,6 @@ def read_labelled(path: str | Path, *, text_col: str = "text", label_col: str | 
             raise InputError(Errors.E025.format(path=path, column=label_col, found=", ".join(map(str, df.columns))))
         rename[label_col] = "category"
     df = df.rename(columns=rename)
-    if "subject" in df.columns and text_col != "text":
-        pass
     for col in LIST_FIELDS:
         if col in df.columns:
             df[col] = df[col].map(_split_list)
