@@ -25,6 +25,7 @@ from spacy.tokens import Doc
 
 from .errors import Errors, RulesError
 from .normalise import NormalisedRequest, Segment
+from .regex_literals import necessary_literals
 from .rules import Rule, RuleSet, load_rules
 
 if not Doc.has_extension("intake_segments"):
@@ -131,18 +132,51 @@ def _total(counts: list[int | None]) -> int | None:
 
 @dataclass(frozen=True)
 class _TokenPattern:
-    """A token pattern with its own Matcher and the words it cannot match without.
+    """A token pattern with its own Matcher and what it cannot match without.
 
-    ``anchor`` is the required token whose values are indexed; a match containing
-    an occurrence at position p lies within [p - before, p + after]. None: unbounded.
+    ``need``: bits of the anchor sets (the words a required token must be one of)
+    that must all occur in the document. ``anchor`` is the rarest anchor set, the
+    one indexed; a match containing an occurrence at position p lies within
+    [p - before, p + after] (None: unbounded). ``first``/``last``: the words of the
+    first/last token when it is required, so a match starts/ends at one of their
+    occurrences. ``gate``: sets of strings the lower-cased text must contain one
+    of each (from REGEX token predicates).
     """
 
     key: str
     matcher: Matcher
-    anchors: tuple[frozenset[int], ...]
+    need: int
     anchor: frozenset[int] | None
     before: int | None
     after: int | None
+    first: frozenset[int] | None
+    last: frozenset[int] | None
+    gate: tuple[tuple[str, ...], ...]
+
+
+def _regex_gate(token: dict) -> tuple[str, ...] | None:
+    """For a required token with one REGEX predicate: strings the text must contain one of."""
+    if token.get("OP") not in (None, "+", "1"):
+        return None
+    attrs = [k for k in token if k != "OP"]
+    if len(attrs) != 1 or attrs[0].upper() not in _ANCHOR_ATTRS:
+        return None
+    value = token[attrs[0]]
+    if not (isinstance(value, dict) and set(value) == {"REGEX"}):
+        return None
+    sets = necessary_literals(value["REGEX"])
+    return tuple(sorted(sets[0])) if sets else None
+
+
+def _passes(gate: tuple[tuple[str, ...], ...], lowered: str) -> bool:
+    """True when ``lowered`` contains one string of every set in ``gate``."""
+    for options in gate:
+        for s in options:
+            if s in lowered:
+                break
+        else:
+            return False
+    return True
 
 
 #: A token pattern made only of single-attribute LOWER/LEMMA tokens (with ``IN``
@@ -203,12 +237,14 @@ class RuleMatcher:
         self.phrases = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self.lower_phrases = PhraseMatcher(nlp.vocab, attr="LOWER")
         # (key, regex for lower-cased text or None when case-sensitive, regex for the text,
-        #  substrings one of which the lower-cased text must contain for the regex to run)
-        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str], tuple[str, ...]]] = []
-        # (key, matcher, anchors, max length); the first anchor set is the one indexed
-        self.token_matchers: list[tuple[str, Matcher, list[frozenset[int]], int | None]] = []
-        self._always: list[int] = []  # token patterns without anchors
-        self._index: dict[int, list[int]] = {}  # anchor hash -> token pattern indices
+        #  gate: sets of substrings the lower-cased text must contain one of each for the
+        #  regex to run: the rule's own ``requires`` and what the regex cannot match without)
+        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str], tuple[tuple[str, ...], ...]]] = []
+        self.token_matchers: list[_TokenPattern] = []
+        self._unindexed: list[int] = []  # token patterns without anchors
+        self._index: dict[int, list[int]] = {}  # hash of the rarest anchor's words -> token patterns
+        self._anchor_bits: dict[int, int] = {}  # word hash -> bits of the anchor sets it is in
+        self._anchor_sets: dict[frozenset[int], int] = {}  # anchor set -> its bit
         lemmatize = nlp.get_pipe("intake_lemmatizer") if "intake_lemmatizer" in nlp.pipe_names else None
         for rule in ruleset.rules:
             for negative, patterns in ((False, rule.patterns), (True, rule.exclude)):
@@ -233,65 +269,88 @@ class RuleMatcher:
                 return
             strings = nlp.vocab.strings
             stop = nlp.Defaults.stop_words
-            found = [(k, v) for k, v in enumerate(map(_anchor_values, pattern.value)) if v]
-            anchors = tuple(frozenset(strings.add(w) for w in vs) for _, vs in found)
+            values = [_anchor_values(t) for t in pattern.value]
+            found = [(k, v) for k, v in enumerate(values) if v]
+            need = 0
+            for _, words in found:
+                hashes = frozenset(strings.add(w) for w in words)
+                bit = self._anchor_sets.setdefault(hashes, 1 << len(self._anchor_sets))
+                need |= bit
+                for h in hashes:
+                    self._anchor_bits[h] = self._anchor_bits.get(h, 0) | bit
+            gate = tuple(g for g in map(_regex_gate, pattern.value) if g)
             counts = _max_counts(pattern.value)
+            first = frozenset(strings.add(w) for w in values[0]) if values[0] else None
+            last = frozenset(strings.add(w) for w in values[-1]) if values[-1] else None
             pos = len(self.token_matchers)
             if found:
                 # index the anchor least likely to occur: fewest stop words, then fewest values
-                k, values = min(found, key=lambda kv: (sum(w in stop for w in kv[1]), len(kv[1])))
-                after_anchor = counts[k:]
-                after = _total(after_anchor)
+                k, words = min(found, key=lambda kv: (sum(w in stop for w in kv[1]), len(kv[1])))
+                after = _total(counts[k:])
+                anchor = frozenset(strings.add(w) for w in words)
                 self.token_matchers.append(_TokenPattern(
-                    key, matcher, anchors, frozenset(strings.add(w) for w in values),
-                    _total(counts[:k]), None if after is None else after - 1))
-                for h in self.token_matchers[-1].anchor:
+                    key, matcher, need, anchor, _total(counts[:k]), None if after is None else after - 1,
+                    first, last, gate))
+                for h in anchor:
                     self._index.setdefault(h, []).append(pos)
             else:
-                self.token_matchers.append(_TokenPattern(key, matcher, anchors, None, None, None))
-                self._always.append(pos)
+                self.token_matchers.append(_TokenPattern(key, matcher, 0, None, None, None, None, None, gate))
+                self._unindexed.append(pos)
         elif pattern.kind == "phrase":
             doc = nlp.make_doc(pattern.value)
             if lemmatize is not None:
                 doc = lemmatize(doc)
             self.phrases.add(key, [doc])
-        elif pattern.case_sensitive:
-            self.regexes.append((key, None, re.compile(pattern.value), pattern.requires))
         else:
-            self.regexes.append((key, re.compile(_lowercase_literals(pattern.value)),
-                                 re.compile(pattern.value, re.IGNORECASE), pattern.requires))
+            gate = ((pattern.requires,) if pattern.requires else ()) + tuple(
+                tuple(sorted(g)) for g in necessary_literals(pattern.value)[:1])
+            if pattern.case_sensitive:
+                self.regexes.append((key, None, re.compile(pattern.value), gate))
+            else:
+                self.regexes.append((key, re.compile(_lowercase_literals(pattern.value)),
+                                     re.compile(pattern.value, re.IGNORECASE), gate))
 
-    def _token_pattern_hits(self, doc: Doc) -> Iterator[tuple[str, int, int]]:
+    def _token_pattern_hits(self, doc: Doc, lowered: str) -> Iterator[tuple[str, int, int]]:
         """Run each token pattern whose anchors all occur in ``doc``, only on windows
         around the occurrences of its rarest anchor (a match must contain one)."""
-        arr = doc.to_array([LOWER, LEMMA]).tolist()
+        bits = self._anchor_bits
         positions: dict[int, list[int]] = {}
-        for i, (lower, lemma) in enumerate(arr):
-            positions.setdefault(lower, []).append(i)
-            if lemma != lower:
+        for i, (lower, lemma) in enumerate(doc.to_array([LOWER, LEMMA]).tolist()):
+            if lower in bits:
+                positions.setdefault(lower, []).append(i)
+            if lemma != lower and lemma in bits:
                 positions.setdefault(lemma, []).append(i)
-        candidates = set(self._always)
-        for h in positions.keys() & self._index.keys():
-            candidates.update(self._index[h])
+        present = 0
+        candidates = set(self._unindexed)
+        index = self._index
+        for h in positions:
+            present |= bits[h]
+            if h in index:
+                candidates.update(index[h])
         n = len(doc)
-        keys = positions.keys()
+
+        def occurrences(words: frozenset[int]) -> list[int]:
+            return [p for h in words if h in positions for p in positions[h]]
+
         for i in sorted(candidates):
             tp = self.token_matchers[i]
-            if not all(not a.isdisjoint(keys) for a in tp.anchors):
+            if tp.need & ~present or (tp.gate and not _passes(tp.gate, lowered)):
                 continue
-            if tp.anchor is None or tp.before is None or tp.after is None:
-                windows = [(0, n)]
+            # a match starts at an occurrence of a required first token and ends at one
+            # of a required last token: that bounds what an unbounded pattern can span
+            lo = min(occurrences(tp.first)) if tp.first is not None else 0
+            hi = max(occurrences(tp.last)) + 1 if tp.last is not None else n
+            if tp.anchor is None:
+                windows = [(lo, hi)] if lo < hi else []
             else:
-                # a window around each occurrence of the indexed anchor, kept only if
-                # every other anchor also occurs inside it
-                others = [[p for h in a & keys for p in positions[h]] for a in tp.anchors if a is not tp.anchor]
                 windows = []
-                for p in sorted({p for h in tp.anchor & keys for p in positions[h]}):
-                    a, b = max(0, p - tp.before), min(n, p + tp.after + 1)
-                    if not all(any(a <= q < b for q in occ) for occ in others):
+                for p in sorted(occurrences(tp.anchor)):
+                    a = lo if tp.before is None else max(lo, p - tp.before)
+                    b = hi if tp.after is None else min(hi, p + tp.after + 1)
+                    if a >= b:
                         continue
                     if windows and a <= windows[-1][1]:
-                        windows[-1] = (windows[-1][0], b)
+                        windows[-1] = (windows[-1][0], max(b, windows[-1][1]))
                     else:
                         windows.append((a, b))
             for a, b in windows:
@@ -303,17 +362,17 @@ class RuleMatcher:
         segments = doc._.intake_segments or [Segment("prose", 0, len(doc.text))]
         raw: list[tuple[str, int, int]] = []
         strings = doc.vocab.strings
+        text = doc.text
+        lowered = text.lower()
         if len(doc):
-            raw.extend(self._token_pattern_hits(doc))
+            raw.extend(self._token_pattern_hits(doc, lowered))
             for phrases in (self.phrases, self.lower_phrases):
                 for match_id, start, end in phrases(doc):
                     span = doc[start:end]
                     raw.append((strings[match_id], span.start_char, span.end_char))
-        text = doc.text
-        lowered = text.lower()
         same_length = len(lowered) == len(text)  # a few characters change length when lower-cased
-        for key, on_lower, on_text, requires in self.regexes:
-            if requires and not any(r in lowered for r in requires):
+        for key, on_lower, on_text, gate in self.regexes:
+            if gate and not _passes(gate, lowered):
                 continue
             matches = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
             for m in matches:

@@ -15,8 +15,9 @@ from spacy.tokens import Doc
 
 from classifier.features import Analyser
 from classifier.errors import RulesError
-from classifier.matching import Hit, RuleMatcher, analyse_docs, build_pipeline
+from classifier.matching import Hit, RuleMatcher, _passes, analyse_docs, build_pipeline
 from classifier.normalise import normalise
+from classifier.regex_literals import necessary_literals
 from classifier.request import Request
 from classifier.rules import SEGMENTS, RuleSet
 
@@ -267,6 +268,10 @@ def test_windowed_token_matching_equals_plain_matcher(analyser: Analyser) -> Non
         patterns = tuple(p for p in rule.patterns if p.kind == "tokens")
         if patterns:  # every segment read, no exclusions: compare the raw matches
             token_rules.append(dataclasses.replace(rule, patterns=patterns, exclude=(), read=SEGMENTS))
+        excludes = tuple(p for p in rule.exclude if p.kind == "tokens")
+        if excludes:  # exclusions are matched the same way: compare them as rules of their own
+            token_rules.append(dataclasses.replace(rule, id=rule.id + "#exclude", patterns=excludes,
+                                                   exclude=(), read=SEGMENTS))
     windowed = RuleMatcher(nlp, RuleSet(rules=token_rules))
     reference = Matcher(nlp.vocab, validate=True)
     for rule in token_rules:
@@ -281,7 +286,7 @@ def test_windowed_token_matching_equals_plain_matcher(analyser: Analyser) -> Non
         doc: Doc = lemmatize(nlp.make_doc(normalise(text).text))
         expected = {(nlp.vocab.strings[key], doc[s].idx, doc[e - 1].idx + len(doc[e - 1]))
                     for key, s, e in reference(doc)}
-        got = set(windowed._token_pattern_hits(doc))
+        got = set(windowed._token_pattern_hits(doc, doc.text.lower()))
         for phrases in (windowed.phrases, windowed.lower_phrases):
             got |= {(nlp.vocab.strings[key], doc[s:e].start_char, doc[s:e].end_char) for key, s, e in phrases(doc)}
         assert got == expected, text[:80]
@@ -316,3 +321,36 @@ def test_requires_on_a_non_regex_pattern_is_refused(tmp_path):
         build_pipeline(tmp_path)
     assert str(exc.value) == (f"[E011] {tmp_path / 'r.yaml'}:2: rule delay.test: "
                               "patterns[1].requires must be used only with a regex, got phrase.")
+
+
+@pytest.mark.parametrize("pattern, expected", [
+    (r"\bbx24\.[a-z]+", [{"bx24."}]),
+    (r"license_(?:not_found|expired)|err_key|key_mismatch", [{"license_", "err_key", "key_mismatch"}]),
+    (r"\b(?:table|tables)\s+b_[a-z]+", [{"table"}, {"b_"}]),
+    (r"(?i)Restore\.PHP", [{"restore.php"}]),
+    (r"ver(?=sion)", [{"sion"}, {"ver"}]),   # a lookahead's text must occur too
+    (r"\d+\.\d+", []),            # nothing literal: no gate, the regex always runs
+    (r"(?:foo)?bar|baz", [{"bar", "baz"}]),
+    (r"a.b", []),                   # single letters are too common to test for
+])
+def test_necessary_literals(pattern: str, expected: list[set[str]]) -> None:
+    assert [set(s) for s in necessary_literals(pattern)] == expected
+
+
+def test_regex_gates_never_skip_a_regex_that_would_match(analyser: Analyser) -> None:
+    """A regex is skipped on a text lacking its gate strings; that must only happen
+    when the regex could not have matched (checked on the rules' examples and tickets)."""
+    matcher: RuleMatcher = analyser.nlp.get_pipe("intake_rule_matcher")
+    texts = _texts() + [t for r in analyser.ruleset.rules for t in r.examples_match + r.examples_no_match]
+    lowered = [normalise(t).text.lower() for t in texts]
+    gated = checked = 0
+    patterns = [p for r in analyser.ruleset.rules for p in r.patterns + r.exclude if p.kind == "regex"]
+    assert len(patterns) == len(matcher.regexes)
+    for pattern, (key, on_lower, on_text, gate) in zip(patterns, matcher.regexes):
+        derived = gate[1:] if pattern.requires else gate  # a rule's own `requires` may skip matches on purpose
+        gated += bool(derived)
+        for text in lowered:
+            if (on_lower or on_text).search(text):
+                checked += 1
+                assert _passes(derived, text), (key, gate, text[:120])
+    assert gated >= 25 and checked > 300
