@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 import spacy
-from spacy.attrs import LEMMA, LOWER
+from spacy.attrs import IDX, LEMMA, LOWER, SPACY
 from spacy.language import Language
 from spacy.lookups import load_lookups
 from spacy.matcher import Matcher, PhraseMatcher
@@ -32,6 +32,8 @@ if not Doc.has_extension("intake_segments"):
     Doc.set_extension("intake_segments", default=None)
 if not Doc.has_extension("intake_hits"):
     Doc.set_extension("intake_hits", default=None)
+if not Doc.has_extension("intake_text"):  # the text, when known, so it need not be rebuilt from tokens
+    Doc.set_extension("intake_text", default=None)
 
 
 @dataclass(frozen=True)
@@ -62,23 +64,40 @@ class LowercaseLemmatizer:
         if not len(doc):
             return doc
         cache = self._cache
-        lowers = doc.to_array([LOWER])
-        uniq, inverse = np.unique(lowers, return_inverse=True)
-        lemmas = np.empty(len(uniq), dtype=np.uint64)
-        for i, lower in enumerate(uniq.tolist()):
-            lemma = cache.get(lower)
-            if lemma is None:
-                text = self._strings[lower]
-                lemma = self._strings.add(self._table.get(lower, text))
-                cache[lower] = lemma
-            lemmas[i] = lemma
-        doc.from_array([LEMMA], lemmas[inverse].reshape(-1, 1))
+        lemmas = [cache.get(h) or self._lemma(h) for h in doc.to_array(LOWER).tolist()]
+        doc.from_array([LEMMA], np.array(lemmas, dtype=np.uint64).reshape(-1, 1))
         return doc
+
+    def _lemma(self, lower: int) -> int:
+        """Hash of the lemma of the lower-case form ``lower``, looked up once and kept."""
+        lemma = self._strings.add(self._table.get(lower, self._strings[lower]))
+        self._cache[lower] = lemma
+        return lemma
 
 
 @Language.factory("intake_lemmatizer")
 def make_lemmatizer(nlp: Language, name: str) -> LowercaseLemmatizer:
     return LowercaseLemmatizer(nlp, name)
+
+
+@dataclass(frozen=True)
+class _TokenArrays:
+    """Per token of a doc: lower-case and lemma hashes, start and end character offsets."""
+
+    lowers: list[int]
+    lemmas: list[int]
+    starts: list[int]
+    ends: list[int]
+
+    @classmethod
+    def of(cls, doc: Doc, text: str) -> "_TokenArrays":
+        arr = doc.to_array([LOWER, LEMMA, IDX, SPACY])
+        idx = arr[:, 2].astype(np.int64)
+        ends = np.empty_like(idx)
+        # a token ends where the next begins, less the one space it may carry
+        ends[:-1] = idx[1:] - arr[:-1, 3].astype(np.int64)
+        ends[-1] = len(text) - int(arr[-1, 3])
+        return cls(arr[:, 0].tolist(), arr[:, 1].tolist(), idx.tolist(), ends.tolist())
 
 
 def _segment_at(segments: list[Segment], start: int) -> str:
@@ -220,20 +239,19 @@ def _lowercase_literals(pattern: str) -> str:
     return "".join(out)
 
 
-class RuleMatcher:
-    """spaCy component: finds every rule hit and stores them in ``doc._.intake_hits``.
+class _PatternSet:
+    """One polarity of the rules' patterns (the patterns, or the exclusions), compiled.
 
     Token patterns each get their own ``Matcher`` and an index of the words they
     cannot match without ("anchors"); per document only the patterns whose anchors
     all occur in it are run. spaCy's Matcher tries every pattern at every token and
     evaluates ``IN`` sets in Python, so this keeps matching cost close to the
     tokenizer's however many rules there are, with the Matcher's own semantics.
+    Simple token patterns become phrase lookups; a regex is skipped on texts that
+    lack the literal strings it cannot match without.
     """
 
-    def __init__(self, nlp: Language, ruleset: RuleSet, name: str = "intake_rule_matcher") -> None:
-        self.name = name
-        self.ruleset = ruleset
-        self.rules = {r.id: r for r in ruleset.rules}
+    def __init__(self, nlp: Language) -> None:
         self.phrases = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self.lower_phrases = PhraseMatcher(nlp.vocab, attr="LOWER")
         # (key, regex for lower-cased text or None when case-sensitive, regex for the text,
@@ -245,14 +263,8 @@ class RuleMatcher:
         self._index: dict[int, list[int]] = {}  # hash of the rarest anchor's words -> token patterns
         self._anchor_bits: dict[int, int] = {}  # word hash -> bits of the anchor sets it is in
         self._anchor_sets: dict[frozenset[int], int] = {}  # anchor set -> its bit
-        lemmatize = nlp.get_pipe("intake_lemmatizer") if "intake_lemmatizer" in nlp.pipe_names else None
-        for rule in ruleset.rules:
-            for negative, patterns in ((False, rule.patterns), (True, rule.exclude)):
-                key = rule.id + ("!x" if negative else "")
-                for index, pattern in enumerate(patterns, 1):
-                    self._add(nlp, lemmatize, rule, key, index, pattern)
 
-    def _add(self, nlp: Language, lemmatize, rule: Rule, key: str, index: int, pattern) -> None:
+    def add(self, nlp: Language, lemmatize, rule: Rule, key: str, index: int, pattern) -> None:
         if pattern.kind == "tokens":
             matcher = Matcher(nlp.vocab, validate=True)
             try:
@@ -310,12 +322,15 @@ class RuleMatcher:
                 self.regexes.append((key, re.compile(_lowercase_literals(pattern.value)),
                                      re.compile(pattern.value, re.IGNORECASE), gate))
 
-    def _token_pattern_hits(self, doc: Doc, lowered: str) -> Iterator[tuple[str, int, int]]:
-        """Run each token pattern whose anchors all occur in ``doc``, only on windows
-        around the occurrences of its rarest anchor (a match must contain one)."""
+    def token_pattern_hits(self, doc: Doc, lowered: str, tokens: _TokenArrays | None = None,
+                           only: frozenset[str] | None = None) -> Iterator[tuple[str, int, int]]:
+        """Run each token pattern whose anchors all occur in ``doc`` (and whose key is in
+        ``only``, if given), only on windows around the occurrences of its rarest anchor
+        (a match must contain one)."""
+        tokens = tokens or _TokenArrays.of(doc, doc.text)
         bits = self._anchor_bits
         positions: dict[int, list[int]] = {}
-        for i, (lower, lemma) in enumerate(doc.to_array([LOWER, LEMMA]).tolist()):
+        for i, (lower, lemma) in enumerate(zip(tokens.lowers, tokens.lemmas)):
             if lower in bits:
                 positions.setdefault(lower, []).append(i)
             if lemma != lower and lemma in bits:
@@ -334,6 +349,8 @@ class RuleMatcher:
 
         for i in sorted(candidates):
             tp = self.token_matchers[i]
+            if only is not None and tp.key not in only:
+                continue
             if tp.need & ~present or (tp.gate and not _passes(tp.gate, lowered)):
                 continue
             # a match starts at an occurrence of a required first token and ends at one
@@ -355,52 +372,91 @@ class RuleMatcher:
                         windows.append((a, b))
             for a, b in windows:
                 for _match_id, start, end in tp.matcher(doc[a:b]):
-                    last = doc[a + end - 1]
-                    yield tp.key, doc[a + start].idx, last.idx + len(last)
+                    yield tp.key, tokens.starts[a + start], tokens.ends[a + end - 1]
 
-    def __call__(self, doc: Doc) -> Doc:
-        segments = doc._.intake_segments or [Segment("prose", 0, len(doc.text))]
+    def matches(self, doc: Doc, text: str, lowered: str, tokens: _TokenArrays | None,
+                only: frozenset[str] | None = None) -> list[tuple[str, int, int]]:
+        """Every (key, start char, end char) match in the doc; only keys in ``only`` if given."""
         raw: list[tuple[str, int, int]] = []
-        strings = doc.vocab.strings
-        text = doc.text
-        lowered = text.lower()
-        if len(doc):
-            raw.extend(self._token_pattern_hits(doc, lowered))
+        if tokens is not None:
+            raw.extend(self.token_pattern_hits(doc, lowered, tokens, only))
+            starts, ends, strings = tokens.starts, tokens.ends, doc.vocab.strings
             for phrases in (self.phrases, self.lower_phrases):
-                for match_id, start, end in phrases(doc):
-                    span = doc[start:end]
-                    raw.append((strings[match_id], span.start_char, span.end_char))
+                if len(phrases):
+                    raw.extend((strings[match_id], starts[start], ends[end - 1])
+                               for match_id, start, end in phrases(doc))
+            if only is not None:
+                raw = [m for m in raw if m[0] in only]
         same_length = len(lowered) == len(text)  # a few characters change length when lower-cased
         for key, on_lower, on_text, gate in self.regexes:
-            if gate and not _passes(gate, lowered):
+            if (only is not None and key not in only) or (gate and not _passes(gate, lowered)):
                 continue
-            matches = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
-            for m in matches:
-                if m.end() > m.start():
-                    raw.append((key, m.start(), m.end()))
-        excluded: set[str] = set()
-        positives: list[tuple[str, int, int, str]] = []
-        for key, start, end in raw:
-            negative = key.endswith("!x")
-            rule_id = key[:-2] if negative else key
-            rule = self.rules[rule_id]
+            found = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
+            raw.extend((key, m.start(), m.end()) for m in found if m.end() > m.start())
+        return raw
+
+
+class RuleMatcher:
+    """spaCy component: finds every rule hit and stores them in ``doc._.intake_hits``.
+
+    A rule's exclusions are matched only in documents where the rule fired.
+    """
+
+    def __init__(self, nlp: Language, ruleset: RuleSet, name: str = "intake_rule_matcher") -> None:
+        self.name = name
+        self.ruleset = ruleset
+        self.rules = {r.id: r for r in ruleset.rules}
+        self.positive = _PatternSet(nlp)
+        self.exclusions = _PatternSet(nlp)
+        self._read = {r.id: frozenset(r.read) for r in ruleset.rules}
+        self._exclusion_key = {r.id: r.id + "!x" for r in ruleset.rules if r.exclude}
+        lemmatize = nlp.get_pipe("intake_lemmatizer") if "intake_lemmatizer" in nlp.pipe_names else None
+        for rule in ruleset.rules:
+            for index, pattern in enumerate(rule.patterns, 1):
+                self.positive.add(nlp, lemmatize, rule, rule.id, index, pattern)
+            for index, pattern in enumerate(rule.exclude, 1):
+                self.exclusions.add(nlp, lemmatize, rule, rule.id + "!x", index, pattern)
+
+    def __call__(self, doc: Doc) -> Doc:
+        text = doc._.intake_text
+        if text is None:
+            text = doc.text
+        segments = doc._.intake_segments or [Segment("prose", 0, len(text))]
+        lowered = text.lower()
+        tokens = _TokenArrays.of(doc, text) if len(doc) else None
+        single = segments[0].kind if len(segments) == 1 else None
+
+        def readable(rule_id: str, start: int, end: int) -> str | None:
+            """The segment a match starts in, or None when it touches one the rule does not read."""
+            read = self._read[rule_id]
+            if single is not None:
+                return single if single in read else None
+            # a pattern must not start in the new message and take its words from a quoted reply
             segment = _segment_at(segments, start)
-            # every segment the match touches must be one the rule reads: a pattern
-            # must not start in the new message and take its words from a quoted reply
-            if segment not in rule.read or any(
-                    s.kind not in rule.read for s in segments if s.start < end and start < s.end):
-                continue
-            if negative:
-                excluded.add(rule_id)
-            else:
-                positives.append((rule_id, start, end, segment))
+            if segment not in read or any(s.kind not in read for s in segments if s.start < end and start < s.end):
+                return None
+            return segment
+
+        positives = []
+        for rule_id, start, end in self.positive.matches(doc, text, lowered, tokens):
+            segment = readable(rule_id, start, end)
+            if segment is not None:
+                positives.append((start, rule_id, end, segment))
+        fired = {self._exclusion_key[p[1]] for p in positives if p[1] in self._exclusion_key}
+        excluded: set[str] = set()
+        if fired:
+            for key, start, end in self.exclusions.matches(doc, text, lowered, tokens, frozenset(fired)):
+                rule_id = key[:-2]
+                if rule_id not in excluded and readable(rule_id, start, end) is not None:
+                    excluded.add(rule_id)
         hits = []
         seen: set[tuple[str, int]] = set()
-        for rule_id, start, end, segment in sorted(positives, key=lambda h: (h[1], h[0])):
+        rules = self.rules
+        for start, rule_id, end, segment in sorted(positives, key=lambda h: (h[0], h[1])):
             if rule_id in excluded or (rule_id, start) in seen:
                 continue
             seen.add((rule_id, start))
-            rule = self.rules[rule_id]
+            rule = rules[rule_id]
             hits.append(Hit(rule_id, rule.kind, rule.label, start, end, text[start:end], segment, rule.weight))
         doc._.intake_hits = hits
         return doc
@@ -428,6 +484,7 @@ def analyse_docs(nlp: Language, requests: Iterable[NormalisedRequest], batch_siz
         for req in requests:
             doc = nlp.make_doc(req.text)
             doc._.intake_segments = req.segments
+            doc._.intake_text = req.text
             yield doc
     yield from nlp.pipe(docs(), batch_size=batch_size)
 

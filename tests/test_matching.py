@@ -286,8 +286,8 @@ def test_windowed_token_matching_equals_plain_matcher(analyser: Analyser) -> Non
         doc: Doc = lemmatize(nlp.make_doc(normalise(text).text))
         expected = {(nlp.vocab.strings[key], doc[s].idx, doc[e - 1].idx + len(doc[e - 1]))
                     for key, s, e in reference(doc)}
-        got = set(windowed._token_pattern_hits(doc, doc.text.lower()))
-        for phrases in (windowed.phrases, windowed.lower_phrases):
+        got = set(windowed.positive.token_pattern_hits(doc, doc.text.lower()))
+        for phrases in (windowed.positive.phrases, windowed.positive.lower_phrases):
             got |= {(nlp.vocab.strings[key], doc[s:e].start_char, doc[s:e].end_char) for key, s, e in phrases(doc)}
         assert got == expected, text[:80]
         # the hits the component reports are the reference matches, one per rule and start
@@ -344,9 +344,11 @@ def test_regex_gates_never_skip_a_regex_that_would_match(analyser: Analyser) -> 
     texts = _texts() + [t for r in analyser.ruleset.rules for t in r.examples_match + r.examples_no_match]
     lowered = [normalise(t).text.lower() for t in texts]
     gated = checked = 0
-    patterns = [p for r in analyser.ruleset.rules for p in r.patterns + r.exclude if p.kind == "regex"]
-    assert len(patterns) == len(matcher.regexes)
-    for pattern, (key, on_lower, on_text, gate) in zip(patterns, matcher.regexes):
+    patterns = [p for r in analyser.ruleset.rules for p in r.patterns if p.kind == "regex"]
+    patterns += [p for r in analyser.ruleset.rules for p in r.exclude if p.kind == "regex"]
+    compiled = matcher.positive.regexes + matcher.exclusions.regexes
+    assert len(patterns) == len(compiled)
+    for pattern, (key, on_lower, on_text, gate) in zip(patterns, compiled):
         derived = gate[1:] if pattern.requires else gate  # a rule's own `requires` may skip matches on purpose
         gated += bool(derived)
         for text in lowered:
