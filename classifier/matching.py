@@ -25,7 +25,7 @@ from spacy.tokens import Doc
 
 from .errors import Errors, RulesError
 from .normalise import NormalisedRequest, Segment
-from .regex_literals import necessary_literals
+from .regex_literals import compile_gate, passes, regex_gate
 from .rules import Rule, RuleSet, load_rules
 
 if not Doc.has_extension("intake_segments"):
@@ -170,11 +170,11 @@ class _TokenPattern:
     after: int | None
     first: frozenset[int] | None
     last: frozenset[int] | None
-    gate: tuple[tuple[str, ...], ...]
+    gate: tuple[tuple[str, ...] | re.Pattern[str], ...]
 
 
-def _regex_gate(token: dict) -> tuple[str, ...] | None:
-    """For a required token with one REGEX predicate: strings the text must contain one of."""
+def _regex_gate(token: dict) -> tuple[str, ...] | re.Pattern[str] | None:
+    """For a required token with one REGEX predicate: the test the text must pass."""
     if token.get("OP") not in (None, "+", "1"):
         return None
     attrs = [k for k in token if k != "OP"]
@@ -183,19 +183,7 @@ def _regex_gate(token: dict) -> tuple[str, ...] | None:
     value = token[attrs[0]]
     if not (isinstance(value, dict) and set(value) == {"REGEX"}):
         return None
-    sets = necessary_literals(value["REGEX"])
-    return tuple(sorted(sets[0])) if sets else None
-
-
-def _passes(gate: tuple[tuple[str, ...], ...], lowered: str) -> bool:
-    """True when ``lowered`` contains one string of every set in ``gate``."""
-    for options in gate:
-        for s in options:
-            if s in lowered:
-                break
-        else:
-            return False
-    return True
+    return regex_gate(value["REGEX"])
 
 
 #: A token pattern made only of single-attribute LOWER/LEMMA tokens (with ``IN``
@@ -257,7 +245,8 @@ class _PatternSet:
         # (key, regex for lower-cased text or None when case-sensitive, regex for the text,
         #  gate: sets of substrings the lower-cased text must contain one of each for the
         #  regex to run: the rule's own ``requires`` and what the regex cannot match without)
-        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str], tuple[tuple[str, ...], ...]]] = []
+        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str],
+                                tuple[tuple[str, ...] | re.Pattern[str], ...]]] = []
         self.token_matchers: list[_TokenPattern] = []
         self._unindexed: list[int] = []  # token patterns without anchors
         self._index: dict[int, list[int]] = {}  # hash of the rarest anchor's words -> token patterns
@@ -314,8 +303,8 @@ class _PatternSet:
                 doc = lemmatize(doc)
             self.phrases.add(key, [doc])
         else:
-            gate = ((pattern.requires,) if pattern.requires else ()) + tuple(
-                tuple(sorted(g)) for g in necessary_literals(pattern.value)[:1])
+            derived = regex_gate(pattern.value)
+            gate = ((compile_gate(pattern.requires),) if pattern.requires else ()) + ((derived,) if derived else ())
             if pattern.case_sensitive:
                 self.regexes.append((key, None, re.compile(pattern.value), gate))
             else:
@@ -351,7 +340,7 @@ class _PatternSet:
             tp = self.token_matchers[i]
             if only is not None and tp.key not in only:
                 continue
-            if tp.need & ~present or (tp.gate and not _passes(tp.gate, lowered)):
+            if tp.need & ~present or (tp.gate and not passes(tp.gate, lowered)):
                 continue
             # a match starts at an occurrence of a required first token and ends at one
             # of a required last token: that bounds what an unbounded pattern can span
@@ -389,7 +378,7 @@ class _PatternSet:
                 raw = [m for m in raw if m[0] in only]
         same_length = len(lowered) == len(text)  # a few characters change length when lower-cased
         for key, on_lower, on_text, gate in self.regexes:
-            if (only is not None and key not in only) or (gate and not _passes(gate, lowered)):
+            if (only is not None and key not in only) or (gate and not passes(gate, lowered)):
                 continue
             found = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
             raw.extend((key, m.start(), m.end()) for m in found if m.end() > m.start())

@@ -1,35 +1,47 @@
 """Which literal strings a regular expression cannot match without.
 
 The rule matcher skips a regex on a text that contains none of them: testing a
-text for a few short strings (``str.__contains__``) is far cheaper than running the
-regex over it, and most regexes (URLs, versions, paths, keys) cannot match most
-requests. The sets are derived from the parsed pattern, so they are exact: a
-skipped regex could not have matched.
+text for a few short strings is far cheaper than running the regex over it, and
+most regexes (URLs, versions, paths, keys) cannot match most requests. The sets
+are derived from the parsed pattern, so they are exact: a skipped regex could not
+have matched.
+
+The analysis follows each element of the pattern with what it can say about the
+text an element matches: every string it can match (when there are few), the
+strings one of which it starts with, ends with, or contains. Concatenating two
+elements joins the end of the first with the start of the second (``\\.`` then
+``(?:com|net)`` gives ``.com``/``.net``).
 """
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass, field
 from re import _constants as C, _parser as P  # the parser behind ``re.compile``
 
-#: A set is worth testing when its strings are not too common and there are at most
-#: this many (testing one costs ~0.15 µs on a typical request, running a regex 5-15 µs).
-MAX_GATE_STRINGS = 32
-MAX_PRODUCT = 16
-#: Characters too common in requests to be worth checking for on their own.
+#: Most strings a set may hold and still be worth testing for.
+MAX_GATE_STRINGS = 128
+#: Most strings kept while spelling out what an element can match.
+MAX_SPELLED = 256
+#: Characters too common in requests to be worth testing for on their own.
 COMMON_CHARS = frozenset(" \t\n.,;:!?'\"()-/_")
 
 
 def necessary_literals(pattern: str, flags: int = 0) -> list[frozenset[str]]:
     """Sets of lower-case strings such that every match contains one string of each set.
 
-    Best (most selective) sets first; empty when nothing can be said.
+    Most selective sets first; empty when nothing useful can be said.
     """
     try:
         tree = P.parse(pattern, flags)
     except re.error:
         return []
-    sets = [s for s in _scan(list(tree)) if _usable(s)]
-    return sorted(set(sets), key=_score, reverse=True)
+    info = _sequence(list(tree))
+    sets = list(info.factors)
+    for s in (info.exact, info.prefix, info.suffix):
+        if s is not None:
+            sets.append(s)
+    usable = {frozenset(s) for s in sets if _usable(s)}
+    return sorted(usable, key=_score, reverse=True)
 
 
 def _usable(strings: frozenset[str]) -> bool:
@@ -38,52 +50,157 @@ def _usable(strings: frozenset[str]) -> bool:
     return all(len(s) >= 2 or (len(s) == 1 and s not in COMMON_CHARS and not s.isalnum()) for s in strings)
 
 
-def _score(strings: frozenset[str]) -> tuple[int, int]:
-    return (min(min(map(len, strings)), 6), -len(strings))
+def _score(strings: frozenset[str]) -> tuple[int, int, int, int]:
+    # long strings are rare; few first characters make a set cheap to search for
+    shortest = min(map(len, strings))
+    return (min(shortest, 6), -len({s[0] for s in strings}), -len(strings), shortest)
 
 
-def _chars(op, av) -> set[str] | None:
-    """The characters one element matches when it is a literal or a small set of literals."""
+@dataclass
+class _Info:
+    """What is known about the text one element (or a sequence of them) matches."""
+
+    exact: frozenset[str] | None = None   # every string it can match
+    prefix: frozenset[str] | None = None  # one of these starts every match
+    suffix: frozenset[str] | None = None  # one of these ends every match
+    factors: list[frozenset[str]] = field(default_factory=list)  # one of each occurs in every match
+
+
+_EMPTY = frozenset({""})
+
+
+def _product(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    if a is None or b is None or len(a) * len(b) > MAX_SPELLED:
+        return None
+    return frozenset(x + y for x in a for y in b)
+
+
+def _trim(s: frozenset[str] | None) -> frozenset[str] | None:
+    """A prefix/suffix set is only worth keeping when no string in it is empty."""
+    return s if s and "" not in s else None
+
+
+def _starts(i: _Info) -> frozenset[str] | None:
+    return i.exact if i.exact is not None else i.prefix
+
+
+def _ends(i: _Info) -> frozenset[str] | None:
+    return i.exact if i.exact is not None else i.suffix
+
+
+def _concat(a: _Info, b: _Info) -> _Info:
+    exact = _product(a.exact, b.exact)
+    prefix = _product(a.exact, _starts(b) or _EMPTY) if a.exact is not None else a.prefix
+    suffix = _product(_ends(a) or _EMPTY, b.exact) if b.exact is not None else b.suffix
+    factors = a.factors + b.factors
+    if exact is not None:
+        # the parts' own strings are kept too: a narrower set may be the better test
+        factors += [s for s in (a.exact, b.exact) if s and "" not in s]
+        return _Info(exact, None, None, factors)
+    for s in (_product(_ends(a), _starts(b)), a.exact, b.exact, a.prefix, b.suffix):
+        if s and "" not in s:
+            factors.append(s)
+    return _Info(None, _trim(prefix), _trim(suffix), factors)
+
+
+def _sequence(seq: list) -> _Info:
+    info = _Info(exact=_EMPTY)
+    run = ""  # consecutive literal characters, taken as one string
+    for op, av in seq:
+        if op is C.LITERAL:
+            run += chr(av).lower()
+            continue
+        if run:
+            info, run = _concat(info, _Info(exact=frozenset({run}))), ""
+        info = _concat(info, _element(op, av))
+    return _concat(info, _Info(exact=frozenset({run}))) if run else info
+
+
+def _element(op, av) -> _Info:
     if op is C.LITERAL:
-        return {chr(av).lower()}
-    if op is C.IN and all(o is C.LITERAL for o, _ in av) and len(av) <= 4:
-        return {chr(v).lower() for _, v in av}
+        return _Info(exact=frozenset({chr(av).lower()}))
+    if op is C.IN:
+        if all(o is C.LITERAL for o, _ in av) and len(av) <= 8:
+            return _Info(exact=frozenset(chr(v).lower() for _, v in av))
+        return _Info()
+    if op is C.SUBPATTERN:
+        return _sequence(list(av[-1]))
+    if op is C.ATOMIC_GROUP:
+        return _sequence(list(av))
+    if op in (C.AT, C.ASSERT_NOT):  # zero-width, says nothing about the text
+        return _Info(exact=_EMPTY)
+    if op is C.ASSERT:  # zero-width, but what it looks at must be there
+        inner = _sequence(list(av[1]))
+        return _Info(exact=_EMPTY, factors=[f for f in _all_sets(inner) if "" not in f])
+    if op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT):
+        low, high, item = av
+        inner = _sequence(list(item))
+        if low == 0:
+            # optional: only "nothing or one of these" can be said, when it repeats at most once
+            if high == 1 and inner.exact is not None:
+                return _Info(exact=inner.exact | _EMPTY)
+            return _Info()
+        if low == high == 1:
+            return inner
+        return _Info(prefix=_trim(_starts(inner)), suffix=_trim(_ends(inner)),
+                     factors=[f for f in _all_sets(inner) if "" not in f])
+    if op is C.BRANCH:
+        branches = [_sequence(list(b)) for b in av[1]]
+        exact = _union([b.exact for b in branches])
+        prefix = _union([_starts(b) for b in branches])
+        suffix = _union([_ends(b) for b in branches])
+        best = [max((s for s in _all_sets(b) if s and "" not in s), key=_score, default=None) for b in branches]
+        factor = _union([s for s in best]) if all(s and "" not in s for s in best) else None
+        if exact is not None:
+            return _Info(exact, None, None, [factor] if factor else [])
+        return _Info(None, _trim(prefix), _trim(suffix), [factor] if factor else [])
+    return _Info()
+
+
+def _union(sets: list[frozenset[str] | None]) -> frozenset[str] | None:
+    if any(s is None for s in sets):
+        return None
+    out = frozenset().union(*sets)  # type: ignore[arg-type]
+    return out if len(out) <= MAX_SPELLED else None
+
+
+def _all_sets(info: _Info) -> list[frozenset[str]]:
+    return [s for s in [*info.factors, info.exact, info.prefix, info.suffix] if s is not None]
+
+
+#: Up to this many strings are tested one by one (~0.15 µs each on a typical request);
+#: a larger set is searched for with one regex, which is fast only when its strings
+#: start with few different characters (the regex engine skips ahead to them).
+MAX_TESTED_ONE_BY_ONE = 12
+MAX_FIRST_CHARACTERS = 6
+
+
+def compile_gate(strings: frozenset[str] | tuple[str, ...]) -> tuple[str, ...] | re.Pattern[str]:
+    """The test that a text contains one of ``strings``: substring tests or one regex."""
+    ordered = tuple(sorted(strings, key=lambda s: (-len(s), s)))
+    firsts = len({s[0] for s in ordered})
+    if len(ordered) <= 3 or (len(ordered) <= MAX_TESTED_ONE_BY_ONE and firsts > 3):
+        return ordered
+    return re.compile("|".join(map(re.escape, ordered)))
+
+
+def regex_gate(pattern: str, flags: int = 0) -> tuple[str, ...] | re.Pattern[str] | None:
+    """The cheapest useful test a text must pass for ``pattern`` to match it, or None."""
+    for strings in necessary_literals(pattern, flags):
+        if len(strings) <= MAX_TESTED_ONE_BY_ONE or len({s[0] for s in strings}) <= MAX_FIRST_CHARACTERS:
+            return compile_gate(strings)
     return None
 
 
-def _scan(seq: list) -> list[frozenset[str]]:
-    found: list[frozenset[str]] = []
-    run: set[str] = {""}
-
-    def flush() -> None:
-        nonlocal run
-        if run != {""}:
-            found.append(frozenset(run))
-        run = {""}
-
-    for op, av in seq:
-        chars = _chars(op, av)
-        if chars is not None and len(run) * len(chars) <= MAX_PRODUCT:
-            run = {r + c for r in run for c in chars}
-            continue
-        flush()
-        if op is C.SUBPATTERN:
-            found += _scan(list(av[-1]))
-        elif op is C.ATOMIC_GROUP:
-            found += _scan(list(av))
-        elif op is C.ASSERT:
-            found += _scan(list(av[1]))
-        elif op in (C.MAX_REPEAT, C.MIN_REPEAT, C.POSSESSIVE_REPEAT) and av[0] >= 1:
-            found += _scan(list(av[2]))
-        elif op is C.BRANCH:
-            union: set[str] = set()
-            for branch in av[1]:
-                options = [s for s in _scan(list(branch)) if s and all(s)]
-                if not options:
-                    union = set()
+def passes(gate: tuple[tuple[str, ...] | re.Pattern[str], ...], lowered: str) -> bool:
+    """True when ``lowered`` contains one string of every set in ``gate``."""
+    for test in gate:
+        if isinstance(test, tuple):
+            for s in test:
+                if s in lowered:
                     break
-                union |= max(options, key=_score)
-            if union and len(union) <= MAX_GATE_STRINGS:
-                found.append(frozenset(union))
-    flush()
-    return found
+            else:
+                return False
+        elif test.search(lowered) is None:
+            return False
+    return True
