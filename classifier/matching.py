@@ -13,15 +13,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import spacy
 from spacy.attrs import IDX, LEMMA, LOWER, SPACY
 from spacy.language import Language
+import spacy_lookups_data
 from spacy.lookups import load_lookups
 from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
+from spacy.util import load_language_data
 
 from .errors import Errors, RulesError
 from .normalise import NormalisedRequest, Segment
@@ -59,6 +61,7 @@ class LowercaseLemmatizer:
         self._table = table
         self._cache: dict[int, int] = {}
         self._strings = nlp.vocab.strings
+        self._forms: dict[str, frozenset[str]] | None = None  # lemma -> its forms, read on first use
 
     def __call__(self, doc: Doc) -> Doc:
         if not len(doc):
@@ -67,6 +70,18 @@ class LowercaseLemmatizer:
         lemmas = [cache.get(h) or self._lemma(h) for h in doc.to_array(LOWER).tolist()]
         doc.from_array([LEMMA], np.array(lemmas, dtype=np.uint64).reshape(-1, 1))
         return doc
+
+    def forms_of(self, lemma: str) -> frozenset[str]:
+        """Every lower-case form whose lemma is ``lemma`` (``install`` -> install, installs,
+        installed, installing …), so a LEMMA pattern can be matched on LOWER."""
+        if self._forms is None:
+            forms: dict[str, set[str]] = {}
+            for form, lem in load_language_data(spacy_lookups_data.en["lemma_lookup"]).items():
+                if form == form.lower():
+                    forms.setdefault(lem, set()).add(form)
+            self._forms = {k: frozenset(v) for k, v in forms.items()}
+        own = {lemma} if self._table.get(lemma, lemma) == lemma else set()
+        return self._forms.get(lemma, frozenset()) | own
 
     def _lemma(self, lower: int) -> int:
         """Hash of the lemma of the lower-case form ``lower``, looked up once and kept."""
@@ -188,31 +203,45 @@ def _regex_gate(token: dict) -> tuple[str, ...] | re.Pattern[str] | None:
 
 #: A token pattern made only of single-attribute LOWER/LEMMA tokens (with ``IN``
 #: and ``?``) and at most this many spelled-out variants goes to a PhraseMatcher.
-MAX_PHRASE_VARIANTS = 64
+MAX_PHRASE_VARIANTS = 4096
 
 
-def _phrase_variants(pattern: list[dict]) -> tuple[str, list[list[str]]] | None:
-    """The attribute and every word sequence a simple token pattern matches, or None."""
+def _phrase_variants(pattern: list[dict], forms_of: Callable[[str], frozenset[str]] | None = None,
+                     ) -> tuple[str, list[list[str]]] | None:
+    """The attribute and every word sequence a simple token pattern matches, or None.
+
+    With ``forms_of`` (the lower-case forms whose lemma is a given word), LEMMA tokens
+    become the LOWER forms they stand for, so they mix with LOWER tokens; ORTH and
+    TEXT values without case (punctuation) are the same as LOWER ones.
+    """
     attr = None
     variants: list[list[str]] = [[]]
     for token in pattern:
         op = token.get("OP")
         keys = [k for k in token if k != "OP"]
-        if op not in (None, "?") or len(keys) != 1 or keys[0].upper() not in ("LOWER", "LEMMA"):
+        if op not in (None, "?") or len(keys) != 1:
             return None
-        if attr not in (None, keys[0].upper()):
-            return None
-        attr = keys[0].upper()
+        key = keys[0].upper()
         value = token[keys[0]]
         if isinstance(value, dict):
             if set(value) != {"IN"}:
                 return None
-            words = [str(v).lower() for v in value["IN"]]
+            values = [str(v) for v in value["IN"]]
         else:
-            words = [str(value).lower()]
-        variants = [v + [w] for v in variants for w in words] + (variants if op == "?" else [])
-        if len(variants) > MAX_PHRASE_VARIANTS:
+            values = [str(value)]
+        if key in ("ORTH", "TEXT") and all(v.lower() == v.upper() for v in values):
+            key = "LOWER"
+        if key == "LEMMA" and forms_of is not None:
+            key, values = "LOWER", sorted({f for v in values for f in forms_of(v.lower())})
+            if not values:
+                return None
+        if key not in ("LOWER", "LEMMA") or attr not in (None, key):
             return None
+        attr = key
+        words = [v.lower() for v in values]
+        if len(variants) * (len(words) + (op == "?")) > MAX_PHRASE_VARIANTS:
+            return None
+        variants = [v + [w] for v in variants for w in words] + (variants if op == "?" else [])
     variants = [v for v in variants if v]
     return (attr, variants) if attr and variants else None
 
@@ -262,7 +291,8 @@ class _PatternSet:
                 detail = " ".join(str(exc).split())[:300]
                 raise RulesError(Errors.E008.format(file=rule.file, line=rule.line, rule_id=rule.id,
                                                     index=index, detail=detail)) from None
-            variants = _phrase_variants(pattern.value)
+            forms_of = lemmatize.forms_of if lemmatize is not None else None
+            variants = _phrase_variants(pattern.value, forms_of)
             if variants is not None:  # same matches, found by hashing instead of by the Matcher
                 attr, words = variants
                 target = self.phrases if attr == "LEMMA" else self.lower_phrases
