@@ -198,7 +198,7 @@ def _regex_gate(token: dict) -> tuple[str, ...] | re.Pattern[str] | None:
     value = token[attrs[0]]
     if not (isinstance(value, dict) and set(value) == {"REGEX"}):
         return None
-    return regex_gate(value["REGEX"])
+    return regex_gate(value["REGEX"], costly=True)
 
 
 #: A token pattern made only of single-attribute LOWER/LEMMA tokens (with ``IN``

@@ -184,12 +184,16 @@ def compile_gate(strings: frozenset[str] | tuple[str, ...]) -> tuple[str, ...] |
     return re.compile("|".join(map(re.escape, ordered)))
 
 
-def regex_gate(pattern: str, flags: int = 0) -> tuple[str, ...] | re.Pattern[str] | None:
-    """The cheapest useful test a text must pass for ``pattern`` to match it, or None."""
-    for strings in necessary_literals(pattern, flags):
+def regex_gate(pattern: str, flags: int = 0, costly: bool = False) -> tuple[str, ...] | re.Pattern[str] | None:
+    """The cheapest useful test a text must pass for ``pattern`` to match it, or None.
+
+    ``costly``: what the test saves is dear (a Matcher run), so any test will do.
+    """
+    sets = necessary_literals(pattern, flags)
+    for strings in sets:
         if len(strings) <= MAX_TESTED_ONE_BY_ONE or len({s[0] for s in strings}) <= MAX_FIRST_CHARACTERS:
             return compile_gate(strings)
-    return None
+    return compile_gate(sets[0]) if sets and costly else None
 
 
 def passes(gate: tuple[tuple[str, ...] | re.Pattern[str], ...], lowered: str) -> bool:
