@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .regex_literals import passes, regex_gate
+
 MASK = "[MASKED]"
 
 _KW_PASSWORD = (r"(?:password|passwort|passwd|pass(?:phrase)?|pwd|pw|kennwort|contrase(?:ñ|n)a|senha|"
@@ -56,7 +58,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int | tuple[int, ...]]] = [
                               r"([A-Fa-f0-9]{16,128})\b", re.I), 1),
     ("password", re.compile(r"(?:\b|(?<=_))" + _KW_PASSWORD + r"\b"
                             r"(?:\s{1,3}(?:for|of|to|für|para|для|от|do|dla|de|du)(?:\s{1,3}[\w.@-]{1,60}){1,3}?)?"
-                            r"(?:" + _STRONG_SEP + r"\s*[\"'`«]?([^\s\"'`»]{1,200})"
+                            # (the value is never itself a password word: "password:\n\nпароль от FTP — x")
+                            r"(?:" + _STRONG_SEP + r"\s*[\"'`«]?(?!" + _KW_PASSWORD + r"\b)([^\s\"'`»]{1,200})"
                             r"|(?:" + _WEAK_SEP + r")\s*[\"'`«]?(?=[^\s\"'`»]{0,200}[\d!@#$%^&*_])([^\s\"'`»]{4,200}))", re.I), (1, 2)),
     ("license_key", re.compile(
         r"\b(?:license|licence|lizenz|licencia|licença|licencja|лицензи\w{0,3})[ _-]?(?:key|schlüssel|clave|chave|klucz|ключ)?"
@@ -64,6 +67,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int | tuple[int, ...]]] = [
     ("license_key", re.compile(r"\b[A-Z0-9]{2,6}(?:-[A-Z0-9]{2,20}){2,7}\b"), 0),
     ("hex_secret", re.compile(r"\b[a-f0-9]{32,128}\b", re.I), 0),
 ]
+#: per pattern, a test the lower-cased text must pass for the pattern to match (see regex_literals)
+_GATES = [regex_gate(regex.pattern, regex.flags, costly=True) for _, regex, _ in _PATTERNS]
 # "admin / Qw7!mzP2" on a line that talks about access
 #: (spaces around the slash, so paths, "HTTP/1.1" and dates are not pairs)
 _PAIR = re.compile(r"\b[\w.@-]{2,60}\s{1,3}/\s{1,3}([^\s/]{0,60}[0-9!@#$%^&*][^\s/]{0,60})")
@@ -101,7 +106,11 @@ def mask_secrets(text: str) -> MaskResult:
     if not text:
         return MaskResult(text)
     kinds: list[str] = []
-    for kind, regex, group in _PATTERNS:
+    lowered = text.lower()
+    for (kind, regex, group), gate in zip(_PATTERNS, _GATES):
+        if gate is not None and not passes((gate,), lowered):
+            continue
+
         def repl(m: re.Match[str], kind: str = kind, groups: int | tuple[int, ...] = group) -> str:
             group = next((g for g in (groups if isinstance(groups, tuple) else (groups,)) if m.group(g) is not None), 0)
             value = m.group(group)
@@ -114,9 +123,12 @@ def mask_secrets(text: str) -> MaskResult:
             whole = m.group(0)
             return whole[:start] + MASK + whole[end:]
         text = regex.sub(repl, text)
+    if "/" not in text:
+        return MaskResult(text, kinds)
     lines = text.split("\n")
     for i, line in enumerate(lines):
-        if _ACCESS_WORDS.search(line):
+        # a line that talks about access, or had a secret masked already ("password: x, admin / y")
+        if MASK in line or _ACCESS_WORDS.search(line):
             def pair(m: re.Match[str]) -> str:
                 value = m.group(1)
                 if (value.startswith("[MASKED") or re.fullmatch(r"[\d./-]+", value) or len(value) < 5

@@ -468,3 +468,20 @@ def test_every_spec_channel_and_product_still_passes() -> None:
     for channel in spec.CHANNELS:
         for product in spec.PRODUCTS:
             assert mask_secrets(channel).text == channel and mask_secrets(product).text == product
+
+
+def test_masking_gates_never_skip_a_pattern_that_would_match() -> None:
+    """Each masking pattern is skipped on texts lacking the strings it cannot match
+    without; on every corpus text and look-alike that must change nothing."""
+    from classifier.masking import _GATES, _PATTERNS
+    from classifier.regex_literals import passes
+
+    texts = [e["text"] for e in SECRETS] + LOOKALIKES
+    assert sum(g is not None for g in _GATES) >= 10
+    matched = 0
+    for (kind, regex, _), gate in zip(_PATTERNS, _GATES):
+        for text in texts:
+            if regex.search(text):
+                matched += 1
+                assert gate is None or passes((gate,), text.lower()), (kind, text)
+    assert matched > len(SECRETS)
