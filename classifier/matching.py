@@ -95,24 +95,23 @@ def make_lemmatizer(nlp: Language, name: str) -> LowercaseLemmatizer:
     return LowercaseLemmatizer(nlp, name)
 
 
-@dataclass(frozen=True)
 class _TokenArrays:
     """Per token of a doc: lower-case and lemma hashes, start and end character offsets."""
 
-    lowers: list[int]
-    lemmas: list[int]
-    starts: list[int]
-    ends: list[int]
+    __slots__ = ("lowers", "lemmas", "starts", "_spaces", "_length")
+
+    def __init__(self, doc: Doc, text: str) -> None:
+        self.lowers, self.lemmas, self.starts, self._spaces = doc.to_array([LOWER, LEMMA, IDX, SPACY]).T.tolist()
+        self._length = len(text)
 
     @classmethod
     def of(cls, doc: Doc, text: str) -> "_TokenArrays":
-        arr = doc.to_array([LOWER, LEMMA, IDX, SPACY])
-        idx = arr[:, 2].astype(np.int64)
-        ends = np.empty_like(idx)
-        # a token ends where the next begins, less the one space it may carry
-        ends[:-1] = idx[1:] - arr[:-1, 3].astype(np.int64)
-        ends[-1] = len(text) - int(arr[-1, 3])
-        return cls(arr[:, 0].tolist(), arr[:, 1].tolist(), idx.tolist(), ends.tolist())
+        return cls(doc, text)
+
+    def end(self, i: int) -> int:
+        """Where token ``i`` ends: where the next begins, less the one space it may carry."""
+        nxt = self.starts[i + 1] if i + 1 < len(self.starts) else self._length
+        return nxt - self._spaces[i]
 
 
 def _segment_at(segments: list[Segment], start: int) -> str:
@@ -391,7 +390,7 @@ class _PatternSet:
                         windows.append((a, b))
             for a, b in windows:
                 for _match_id, start, end in tp.matcher(doc[a:b]):
-                    yield tp.key, tokens.starts[a + start], tokens.ends[a + end - 1]
+                    yield tp.key, tokens.starts[a + start], tokens.end(a + end - 1)
 
     def matches(self, doc: Doc, text: str, lowered: str, tokens: _TokenArrays | None,
                 only: frozenset[str] | None = None) -> list[tuple[str, int, int]]:
@@ -399,10 +398,10 @@ class _PatternSet:
         raw: list[tuple[str, int, int]] = []
         if tokens is not None:
             raw.extend(self.token_pattern_hits(doc, lowered, tokens, only))
-            starts, ends, strings = tokens.starts, tokens.ends, doc.vocab.strings
+            starts, end_of, strings = tokens.starts, tokens.end, doc.vocab.strings
             for phrases in (self.phrases, self.lower_phrases):
                 if len(phrases):
-                    raw.extend((strings[match_id], starts[start], ends[end - 1])
+                    raw.extend((strings[match_id], starts[start], end_of(end - 1))
                                for match_id, start, end in phrases(doc))
             if only is not None:
                 raw = [m for m in raw if m[0] in only]
