@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Container, Iterable, Iterator
 
 import numpy as np
 import spacy
@@ -96,17 +96,25 @@ def make_lemmatizer(nlp: Language, name: str) -> LowercaseLemmatizer:
 
 
 class _TokenArrays:
-    """Per token of a doc: lower-case and lemma hashes, start and end character offsets."""
+    """Per token of a doc: lower-case and lemma hashes, start and end character offsets,
+    and where each word of interest (an anchor of some token pattern) occurs."""
 
-    __slots__ = ("lowers", "lemmas", "starts", "_spaces", "_length")
+    __slots__ = ("lowers", "lemmas", "starts", "positions", "_spaces", "_length")
 
-    def __init__(self, doc: Doc, text: str) -> None:
+    def __init__(self, doc: Doc, text: str, wanted: Container[int] = ()) -> None:
         self.lowers, self.lemmas, self.starts, self._spaces = doc.to_array([LOWER, LEMMA, IDX, SPACY]).T.tolist()
         self._length = len(text)
+        positions: dict[int, list[int]] = {}
+        for i, (lower, lemma) in enumerate(zip(self.lowers, self.lemmas)):
+            if lower in wanted:
+                positions.setdefault(lower, []).append(i)
+            if lemma != lower and lemma in wanted:
+                positions.setdefault(lemma, []).append(i)
+        self.positions = positions
 
     @classmethod
-    def of(cls, doc: Doc, text: str) -> "_TokenArrays":
-        return cls(doc, text)
+    def of(cls, doc: Doc, text: str, wanted: Container[int] = ()) -> "_TokenArrays":
+        return cls(doc, text, wanted)
 
     def end(self, i: int) -> int:
         """Where token ``i`` ends: where the next begins, less the one space it may carry."""
@@ -345,25 +353,21 @@ class _PatternSet:
         """Run each token pattern whose anchors all occur in ``doc`` (and whose key is in
         ``only``, if given), only on windows around the occurrences of its rarest anchor
         (a match must contain one)."""
-        tokens = tokens or _TokenArrays.of(doc, doc.text)
         bits = self._anchor_bits
-        positions: dict[int, list[int]] = {}
-        for i, (lower, lemma) in enumerate(zip(tokens.lowers, tokens.lemmas)):
-            if lower in bits:
-                positions.setdefault(lower, []).append(i)
-            if lemma != lower and lemma in bits:
-                positions.setdefault(lemma, []).append(i)
+        tokens = tokens or _TokenArrays.of(doc, doc.text, bits)
+        positions = tokens.positions  # may hold other sets' words too
         present = 0
         candidates = set(self._unindexed)
         index = self._index
         for h in positions:
-            present |= bits[h]
-            if h in index:
-                candidates.update(index[h])
+            if h in bits:
+                present |= bits[h]
+                if h in index:
+                    candidates.update(index[h])
         n = len(doc)
 
         def occurrences(words: frozenset[int]) -> list[int]:
-            return [p for h in words if h in positions for p in positions[h]]
+            return [p for h, ps in positions.items() if h in words for p in ps]
 
         for i in sorted(candidates):
             tp = self.token_matchers[i]
@@ -434,6 +438,8 @@ class RuleMatcher:
                 self.positive.add(nlp, lemmatize, rule, rule.id, index, pattern)
             for index, pattern in enumerate(rule.exclude, 1):
                 self.exclusions.add(nlp, lemmatize, rule, rule.id + "!x", index, pattern)
+        # every word either set indexes, so a doc's token positions are found once for both
+        self._anchor_words = frozenset(self.positive._anchor_bits) | frozenset(self.exclusions._anchor_bits)
 
     def __call__(self, doc: Doc) -> Doc:
         text = doc._.intake_text
@@ -441,7 +447,7 @@ class RuleMatcher:
             text = doc.text
         segments = doc._.intake_segments or [Segment("prose", 0, len(text))]
         lowered = text.lower()
-        tokens = _TokenArrays.of(doc, text) if len(doc) else None
+        tokens = _TokenArrays.of(doc, text, self._anchor_words) if len(doc) else None
         single = segments[0].kind if len(segments) == 1 else None
 
         def readable(rule_id: str, start: int, end: int) -> str | None:
