@@ -90,6 +90,9 @@ def rule_clause_scores(hits: list[Hit]) -> dict[str, float]:
     return {c: _noisy_or(list(ws.values())) for c, ws in by_clause.items()}
 
 
+_CLAUSE_CATEGORY = [(clause, spec.CLAUSES[clause][0]) for clause in sorted(spec.CLAUSES)]
+
+
 def combine_clause(rule_scores: dict[str, float], p_clause: dict[str, float] | None,
                    p_category: dict[str, float] | None,
                    policy: Policy = DEFAULT_POLICY) -> tuple[str, dict[str, float], str]:
@@ -106,11 +109,12 @@ def combine_clause(rule_scores: dict[str, float], p_clause: dict[str, float] | N
         best = max(sorted(rule_scores), key=lambda c: rule_scores[c])
         return best, dict(rule_scores), "rules"
     scores = {}
-    for clause in spec.CLAUSES:
-        model = (policy.category_weight * (p_category or {}).get(spec.CLAUSES[clause][0], 0.0)
-                 + (1 - policy.category_weight) * p_clause.get(clause, 0.0))
-        scores[clause] = policy.rule_weight * rule_scores.get(clause, 0.0) + (1 - policy.rule_weight) * model
-    best = max(sorted(scores), key=lambda c: scores[c])
+    p_category = p_category or {}
+    rule_w, cat_w = policy.rule_weight, policy.category_weight
+    for clause, category in _CLAUSE_CATEGORY:  # in sorted order: ties go to the first
+        model = cat_w * p_category.get(category, 0.0) + (1 - cat_w) * p_clause.get(clause, 0.0)
+        scores[clause] = rule_w * rule_scores.get(clause, 0.0) + (1 - rule_w) * model
+    best = max(scores, key=scores.__getitem__)
     return best, scores, "model+rules"
 
 
