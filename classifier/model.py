@@ -14,9 +14,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
+from sklearn.utils.extmath import safe_sparse_dot, softmax
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 from sklearn.utils.validation import check_is_fitted
 
 from .errors import Errors
@@ -86,7 +89,7 @@ class RequestModel(ClassifierMixin, BaseEstimator):
         return [a.features(self.ngram_max, self.rule_features) for a in analysed]
 
     def _transform(self, analysed: Sequence[Analysed]):
-        X = self.vectorizer_.transform(self._docs(analysed))
+        X = _tfidf_transform(self.vectorizer_, self._docs(analysed))
         if self.char_vectorizer_ is not None:
             X = sp.hstack([X, self.char_vectorizer_.transform([" ".join(a.tokens) for a in analysed])], format="csr")
         return X
@@ -131,7 +134,7 @@ class RequestModel(ClassifierMixin, BaseEstimator):
         """Class probabilities: one array, or a list of arrays for several outputs."""
         check_is_fitted(self, "estimators_", msg=Errors.E026.format(name=type(self).__name__, method="predict_proba"))
         Xv = self._transform(analyse_inputs(X, self.rules_dir))
-        probas = [clf.predict_proba(Xv) for clf in self.estimators_]
+        probas = [_predict_proba(clf, Xv) for clf in self.estimators_]
         return probas[0] if self.n_outputs_ == 1 else probas
 
     def predict(self, X: Iterable[Any]):
@@ -161,3 +164,45 @@ class RequestModel(ClassifierMixin, BaseEstimator):
         if Y.ndim == 1:
             return float(np.mean(pred == Y.astype(str)))
         return float(np.mean([np.mean(pred[:, j] == Y[:, j].astype(str)) for j in range(Y.shape[1])]))
+
+
+def _predict_proba(clf: Any, X: Any) -> np.ndarray:
+    """``clf.predict_proba(X)``; for a LogisticRegression the same arithmetic without its
+    per-call input checks, which cost more than the product itself on the small batches
+    a service classifies (X is the sparse matrix this model just built)."""
+    if type(clf) is not LogisticRegression:
+        return clf.predict_proba(X)
+    scores = safe_sparse_dot(X, clf.coef_.T, dense_output=True) + clf.intercept_
+    if len(clf.classes_) <= 2:
+        p = expit(scores.ravel())
+        return np.vstack([1 - p, p]).T
+    return softmax(scores, copy=False)
+
+
+def _tfidf_transform(vec: TfidfVectorizer, docs: list[list[str]]):
+    """``vec.transform(docs)`` for this model's word vectorizer (features given as lists,
+    sublinear tf, idf, l2 rows), without sklearn's per-call input checks, which cost more
+    than the counting on the small batches a service classifies. Other settings go
+    through sklearn."""
+    if not (vec.analyzer is _identity and vec.sublinear_tf and vec.norm == "l2" and vec.use_idf
+            and not vec.binary):
+        return vec.transform(docs)
+    vocab = vec.vocabulary_
+    indptr, indices, counts = [0], [], []
+    for doc in docs:
+        row: dict[int, int] = {}
+        for feature in doc:
+            j = vocab.get(feature)
+            if j is not None:
+                row[j] = row.get(j, 0) + 1
+        indices.extend(row)
+        counts.extend(row.values())
+        indptr.append(len(indices))
+    X = sp.csr_matrix((np.asarray(counts, dtype=vec.dtype), np.asarray(indices, dtype=np.int32),
+                       np.asarray(indptr, dtype=np.int32)), shape=(len(docs), len(vocab)))
+    X.sort_indices()
+    np.log(X.data, out=X.data)
+    X.data += 1
+    X.data *= vec.idf_[X.indices]
+    inplace_csr_row_normalize_l2(X)
+    return X

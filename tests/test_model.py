@@ -242,3 +242,37 @@ def test_str_dict_request_and_analysed_inputs_agree(fitted_multi):
     # the subject is part of what the model reads
     with_subject = fitted_multi.predict_proba([{"text": text, "subject": "slow CRM pages, caching"}])
     assert not np.array_equal(with_subject[0], probas[0][0])
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 5])
+def test_probabilities_without_sklearn_input_checks_equal_predict_proba(n_classes: int) -> None:
+    """The model computes LogisticRegression probabilities itself (sklearn's per-call
+    checks cost more than the product on small batches); they must be sklearn's."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import LogisticRegression
+
+    from classifier.model import _predict_proba
+
+    rng = np.random.default_rng(0)
+    X = sp.random(200, 50, density=0.1, format="csr", random_state=0, dtype=np.float32)
+    y = rng.integers(0, n_classes, 200)
+    clf = LogisticRegression(max_iter=500).fit(X, y)
+    clf.coef_ = clf.coef_.astype(np.float32)  # as the saved model keeps them
+    np.testing.assert_allclose(_predict_proba(clf, X), clf.predict_proba(X), rtol=1e-6, atol=1e-7)
+
+
+def test_tfidf_without_sklearn_input_checks_equals_transform() -> None:
+    """The model builds its tf-idf rows itself (same reason); they must be sklearn's,
+    for empty requests and words it never saw too."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from classifier.model import _identity, _tfidf_transform
+
+    rng = np.random.default_rng(0)
+    words = [f"w{i}" for i in range(300)]
+    docs = [list(rng.choice(words, size=rng.integers(0, 40))) for _ in range(200)]
+    vec = TfidfVectorizer(analyzer=_identity, min_df=2, sublinear_tf=True, dtype=np.float32).fit(docs)
+    new = docs[:50] + [[], ["never-seen"], ["w1", "w1", "w1", "never-seen"]]
+    expected, got = vec.transform(new), _tfidf_transform(vec, new)
+    assert got.dtype == expected.dtype and got.shape == expected.shape
+    assert (got != expected).nnz == 0
