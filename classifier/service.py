@@ -173,6 +173,23 @@ class ErrorResponse(BaseModel):
     error: ErrorBody
 
 
+try:  # orjson (the serve extra) encodes a result several times faster than the json module
+    import orjson
+
+    def _json_bytes(content: Any) -> bytes:
+        return orjson.dumps(content)
+except ImportError:  # pragma: no cover - serve extra installed without it
+    def _json_bytes(content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+class ResultResponse(JSONResponse):
+    """A JSON response encoded with orjson when it is installed (same JSON, less CPU)."""
+
+    def render(self, content: Any) -> bytes:
+        return _json_bytes(content)
+
+
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     m = _CODE.match(message)
     body: dict[str, Any] = {"code": m.group(1) if m else "E055", "message": message}
@@ -473,7 +490,7 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
     # annotations and are registered with add_api_route below.
     async def classify_one(body: Any) -> JSONResponse:
         (result,) = await classify([to_request(body, row=1)])
-        return JSONResponse(result.to_dict())
+        return ResultResponse(result.to_dict())
 
     async def classify_batch(body: Any) -> JSONResponse:
         rows: list[dict[str, Any] | None] = []
@@ -497,7 +514,7 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
         results = iter(await classify(good) if good else [])
         out = [r if r is not None else next(results).to_dict() for r in rows]
         failed = sum(1 for r in out if "error" in r)
-        return JSONResponse({"results": out, "count": len(out), "failed": failed})
+        return ResultResponse({"results": out, "count": len(out), "failed": failed})
 
     classify_one.__annotations__["body"] = ClassifyRequest
     classify_batch.__annotations__["body"] = BatchRequest
