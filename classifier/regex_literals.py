@@ -16,7 +16,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from re import _constants as C, _parser as P  # the parser behind ``re.compile``
+
+try:  # the parser behind ``re.compile`` (private: without it, regexes simply run ungated)
+    from re import _constants as C, _parser as P
+except ImportError:  # pragma: no cover
+    C = P = None  # type: ignore[assignment]
 
 #: Most strings a set may hold and still be worth testing for.
 MAX_GATE_STRINGS = 128
@@ -31,11 +35,12 @@ def necessary_literals(pattern: str, flags: int = 0) -> list[frozenset[str]]:
 
     Most selective sets first; empty when nothing useful can be said.
     """
-    try:
-        tree = P.parse(pattern, flags)
-    except re.error:
+    if P is None:
         return []
-    info = _sequence(list(tree))
+    try:
+        info = _sequence(list(P.parse(pattern, flags)))
+    except Exception:  # noqa: BLE001 - a gate is only a shortcut: without one the regex runs
+        return []
     sets = list(info.factors)
     for s in (info.exact, info.prefix, info.suffix):
         if s is not None:
