@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Container, Iterable, Iterator
+from typing import Any, Callable, Container, Iterable, Iterator
 
 import numpy as np
 import spacy
@@ -139,17 +139,22 @@ def _segment_at(segments: list[Segment], start: int) -> str:
 _ANCHOR_ATTRS = {"LOWER": "lower", "LEMMA": "lemma", "ORTH": "lower", "TEXT": "lower", "NORM": "lower"}
 
 
-def _anchor_values(token: dict) -> frozenset[str] | None:
-    """Values one of which a token must have (lower-cased), or None if it has no such constraint.
+def _required_text_value(token: dict) -> Any:
+    """The value of a required token's only text attribute (LOWER, LEMMA …), else None.
 
-    Only required tokens (no ``OP``, or ``+``/``!``-free) with one text attribute count.
+    Only required tokens (no ``OP``, or ``+``) with one text attribute count.
     """
     if token.get("OP") not in (None, "+", "1"):
         return None
     attrs = [k for k in token if k != "OP"]
     if len(attrs) != 1 or attrs[0].upper() not in _ANCHOR_ATTRS:
         return None
-    value = token[attrs[0]]
+    return token[attrs[0]]
+
+
+def _anchor_values(token: dict) -> frozenset[str] | None:
+    """Values one of which a token must have (lower-cased), or None if it has no such constraint."""
+    value = _required_text_value(token)
     if isinstance(value, str):
         return frozenset({value.lower()})
     if isinstance(value, dict) and set(value) == {"IN"}:
@@ -204,12 +209,7 @@ class _TokenPattern:
 
 def _regex_gate(token: dict) -> tuple[str, ...] | re.Pattern[str] | None:
     """For a required token with one REGEX predicate: the test the text must pass."""
-    if token.get("OP") not in (None, "+", "1"):
-        return None
-    attrs = [k for k in token if k != "OP"]
-    if len(attrs) != 1 or attrs[0].upper() not in _ANCHOR_ATTRS:
-        return None
-    value = token[attrs[0]]
+    value = _required_text_value(token)
     if not (isinstance(value, dict) and set(value) == {"REGEX"}):
         return None
     return regex_gate(value["REGEX"], costly=True)
