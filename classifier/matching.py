@@ -119,10 +119,6 @@ class _TokenArrays:
                 positions.setdefault(lemma, []).append(i)
         self.positions = positions
 
-    @classmethod
-    def of(cls, doc: Doc, text: str, wanted: Container[int] = ()) -> "_TokenArrays":
-        return cls(doc, text, wanted)
-
     def end(self, i: int) -> int:
         """Where token ``i`` ends: where the next begins, less the one space it may carry."""
         nxt = self.starts[i + 1] if i + 1 < len(self.starts) else self._length
@@ -361,7 +357,7 @@ class _PatternSet:
         ``only``, if given), only on windows around the occurrences of its rarest anchor
         (a match must contain one)."""
         bits = self._anchor_bits
-        tokens = tokens or _TokenArrays.of(doc, doc.text, bits)
+        tokens = tokens or _TokenArrays(doc, doc.text, bits)
         positions = tokens.positions  # may hold other sets' words too
         present = 0
         candidates = set(self._unindexed)
@@ -454,7 +450,7 @@ class RuleMatcher:
             text = doc.text
         segments = doc._.intake_segments or [Segment("prose", 0, len(text))]
         lowered = text.lower()
-        tokens = _TokenArrays.of(doc, text, self._anchor_words) if len(doc) else None
+        tokens = _TokenArrays(doc, text, self._anchor_words) if len(doc) else None
         single = segments[0].kind if len(segments) == 1 else None
 
         def readable(rule_id: str, start: int, end: int) -> str | None:
