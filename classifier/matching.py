@@ -35,6 +35,7 @@ from spacy.util import load_language_data
 from .errors import Errors, RulesError
 from .normalise import NormalisedRequest, Segment
 from .regex_literals import compile_gate, passes, regex_gate
+from .regex_trie import compile_trie
 from .rules import Rule, RuleSet, load_rules
 
 if not Doc.has_extension("intake_segments"):
@@ -346,16 +347,17 @@ class _PatternSet:
             derived = regex_gate(pattern.value)
             gate = ((compile_gate(pattern.requires),) if pattern.requires else ()) + ((derived,) if derived else ())
             if pattern.case_sensitive:
-                self.regexes.append((key, None, re.compile(pattern.value), gate))
+                self.regexes.append((key, None, compile_trie(pattern.value), gate))
             else:
-                self.regexes.append((key, re.compile(_lowercase_literals(pattern.value)),
+                self.regexes.append((key, compile_trie(_lowercase_literals(pattern.value)),
                                      re.compile(pattern.value, re.IGNORECASE), gate))
 
     def token_pattern_hits(self, doc: Doc, lowered: str, tokens: _TokenArrays | None = None,
-                           only: frozenset[str] | None = None) -> Iterator[tuple[str, int, int]]:
+                           only: frozenset[str] | None = None, memo: dict[int, bool] | None = None,
+                           ) -> Iterator[tuple[str, int, int]]:
         """Run each token pattern whose anchors all occur in ``doc`` (and whose key is in
         ``only``, if given), only on windows around the occurrences of its rarest anchor
-        (a match must contain one)."""
+        (a match must contain one). ``memo``: the doc's gate answers (see ``passes``)."""
         bits = self._anchor_bits
         tokens = tokens or _TokenArrays(doc, doc.text, bits)
         positions = tokens.positions  # may hold other sets' words too
@@ -368,25 +370,23 @@ class _PatternSet:
                 if h in index:
                     candidates.update(index[h])
         n = len(doc)
-
-        def occurrences(words: frozenset[int]) -> list[int]:
-            return [p for h, ps in positions.items() if h in words for p in ps]
+        found = positions.keys()  # each word's positions are in ascending order
 
         for i in sorted(candidates):
             tp = self.token_matchers[i]
             if only is not None and tp.key not in only:
                 continue
-            if tp.need & ~present or (tp.gate and not passes(tp.gate, lowered)):
+            if tp.need & ~present or (tp.gate and not passes(tp.gate, lowered, memo)):
                 continue
             # a match starts at an occurrence of a required first token and ends at one
             # of a required last token: that bounds what an unbounded pattern can span
-            lo = min(occurrences(tp.first)) if tp.first is not None else 0
-            hi = max(occurrences(tp.last)) + 1 if tp.last is not None else n
+            lo = min(positions[h][0] for h in found & tp.first) if tp.first is not None else 0
+            hi = max(positions[h][-1] for h in found & tp.last) + 1 if tp.last is not None else n
             if tp.anchor is None:
                 windows = [(lo, hi)] if lo < hi else []
             else:
                 windows = []
-                for p in sorted(occurrences(tp.anchor)):
+                for p in sorted(p for h in found & tp.anchor for p in positions[h]):
                     a = lo if tp.before is None else max(lo, p - tp.before)
                     b = hi if tp.after is None else min(hi, p + tp.after + 1)
                     if a >= b:
@@ -400,11 +400,13 @@ class _PatternSet:
                     yield tp.key, tokens.starts[a + start], tokens.end(a + end - 1)
 
     def matches(self, doc: Doc, text: str, lowered: str, tokens: _TokenArrays | None,
-                only: frozenset[str] | None = None) -> list[tuple[str, int, int]]:
+                only: frozenset[str] | None = None, memo: dict[int, bool] | None = None,
+                ) -> list[tuple[str, int, int]]:
         """Every (key, start char, end char) match in the doc; only keys in ``only`` if given."""
         raw: list[tuple[str, int, int]] = []
+        memo = {} if memo is None else memo
         if tokens is not None:
-            raw.extend(self.token_pattern_hits(doc, lowered, tokens, only))
+            raw.extend(self.token_pattern_hits(doc, lowered, tokens, only, memo))
             starts, end_of, strings = tokens.starts, tokens.end, doc.vocab.strings
             for phrases in (self.phrases, self.lower_phrases):
                 if len(phrases):
@@ -414,7 +416,7 @@ class _PatternSet:
                 raw = [m for m in raw if m[0] in only]
         same_length = len(lowered) == len(text)  # a few characters change length when lower-cased
         for key, on_lower, on_text, gate in self.regexes:
-            if (only is not None and key not in only) or (gate and not passes(gate, lowered)):
+            if (only is not None and key not in only) or (gate and not passes(gate, lowered, memo)):
                 continue
             found = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
             raw.extend((key, m.start(), m.end()) for m in found if m.end() > m.start())
@@ -465,14 +467,15 @@ class RuleMatcher:
             return segment
 
         positives = []
-        for rule_id, start, end in self.positive.matches(doc, text, lowered, tokens):
+        memo: dict[int, bool] = {}  # gate answers for this doc, shared by both sets
+        for rule_id, start, end in self.positive.matches(doc, text, lowered, tokens, memo=memo):
             segment = readable(rule_id, start, end)
             if segment is not None:
                 positives.append((start, rule_id, end, segment))
         fired = {self._exclusion_key[p[1]] for p in positives if p[1] in self._exclusion_key}
         excluded: set[str] = set()
         if fired:
-            for key, start, end in self.exclusions.matches(doc, text, lowered, tokens, frozenset(fired)):
+            for key, start, end in self.exclusions.matches(doc, text, lowered, tokens, frozenset(fired), memo):
                 rule_id = key[:-2]
                 if rule_id not in excluded and readable(rule_id, start, end) is not None:
                     excluded.add(rule_id)

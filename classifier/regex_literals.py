@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .regex_trie import compile_trie
+
 try:  # the parser behind ``re.compile`` (private: without it, regexes simply run ungated)
     from re import _constants as C, _parser as P
 except ImportError:  # pragma: no cover
@@ -183,10 +185,19 @@ MAX_FIRST_CHARACTERS = 6
 def compile_gate(strings: frozenset[str] | tuple[str, ...]) -> tuple[str, ...] | re.Pattern[str]:
     """The test that a text contains one of ``strings``: substring tests or one regex."""
     ordered = tuple(sorted(strings, key=lambda s: (-len(s), s)))
-    firsts = len({s[0] for s in ordered})
-    if len(ordered) <= 3 or (len(ordered) <= MAX_TESTED_ONE_BY_ONE and firsts > 3):
-        return ordered
-    return re.compile("|".join(map(re.escape, ordered)))
+    test = _GATES.get(ordered)
+    if test is None:
+        firsts = len({s[0] for s in ordered})
+        if len(ordered) <= 3 or (len(ordered) <= MAX_TESTED_ONE_BY_ONE and firsts > 3):
+            test = ordered
+        else:
+            test = compile_trie("|".join(map(re.escape, ordered)))
+        _GATES[ordered] = test
+    return test
+
+
+#: One test object per set of strings, so a per-text memo can key tests by identity.
+_GATES: dict[tuple[str, ...], tuple[str, ...] | re.Pattern[str]] = {}
 
 
 def regex_gate(pattern: str, flags: int = 0, costly: bool = False) -> tuple[str, ...] | re.Pattern[str] | None:
@@ -201,15 +212,30 @@ def regex_gate(pattern: str, flags: int = 0, costly: bool = False) -> tuple[str,
     return compile_gate(sets[0]) if sets and costly else None
 
 
-def passes(gate: tuple[tuple[str, ...] | re.Pattern[str], ...], lowered: str) -> bool:
-    """True when ``lowered`` contains one string of every set in ``gate``."""
+def passes(gate: tuple[tuple[str, ...] | re.Pattern[str], ...], lowered: str,
+           memo: dict[int, bool] | None = None) -> bool:
+    """True when ``lowered`` contains one string of every set in ``gate``.
+
+    ``memo`` (one per text) keeps each test's answer, so a test shared by several
+    gates (``compile_gate`` returns one object per set of strings) runs once.
+    """
     for test in gate:
+        if memo is not None:
+            known = memo.get(id(test))
+            if known is not None:
+                if not known:
+                    return False
+                continue
         if isinstance(test, tuple):
+            ok = False
             for s in test:
                 if s in lowered:
+                    ok = True
                     break
-            else:
-                return False
-        elif test.search(lowered) is None:
+        else:
+            ok = test.search(lowered) is not None
+        if memo is not None:
+            memo[id(test)] = ok
+        if not ok:
             return False
     return True

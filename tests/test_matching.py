@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from classifier.errors import RulesError
 from classifier.matching import Hit, RuleMatcher, analyse_docs, build_pipeline
 from classifier.normalise import normalise
 from classifier.regex_literals import necessary_literals, passes
+from classifier.regex_trie import compile_trie
 from classifier.request import Request
 from classifier.rules import SEGMENTS, RuleSet
 
@@ -359,3 +361,43 @@ def test_regex_gates_never_skip_a_regex_that_would_match(analyser: Analyser) -> 
                 checked += 1
                 assert passes(derived, text), (key, gate, text[:120])
     assert gated >= 25 and checked > 300
+
+
+@pytest.mark.parametrize("pattern, texts", [
+    (r"\b(?:open|opened|opening|go to|got|click|clicked)\b", ["I opened it, got lost, go to x, clicked", "reopen"]),
+    (r"(?:ab|ac|a|b)+c", ["abacbc aac bc c"]),                  # an empty rest after a shared first character
+    (r"(?<=(?:ab|ac))x|(?<!z)(?:yy|yz)", ["abx acx adx yy zyz"]),  # fixed-width look-behinds stay fixed-width
+    (r"(?P<word>cat|car|cow)s? (?P=word)", ["cats cat, car car, cow cat"]),  # named groups and backrefs
+    (r"(?m)^(?:steps|step|scenario):$", ["Steps:\nsteps:\nstep:\nscenario:"]),
+    (r"(?:a(?:bc|bd)|ab)e", ["abce abde abe"]),                 # nested alternations, order kept
+])
+def test_trie_compiled_regexes_match_exactly_as_written(pattern: str, texts: list[str]) -> None:
+    fast, plain = compile_trie(pattern), re.compile(pattern)
+    assert fast.pattern == pattern and fast.groupindex == plain.groupindex and fast.flags == plain.flags
+    for text in texts:
+        assert [m.span() + m.groups() for m in fast.finditer(text)] == \
+            [m.span() + m.groups() for m in plain.finditer(text)]
+
+
+def test_trie_compile_leaves_case_insensitive_patterns_as_written() -> None:
+    # 'O' and 'o' would fall in different groups although both match "o"
+    pattern = r"(?:Open|opened|OPENING)"
+    assert compile_trie(pattern, re.I).search("opening").group() == re.compile(pattern, re.I).search("opening").group()
+    assert compile_trie(r"(?i:Open|opened)x").search("OPENEDx").group() == "OPENEDx"
+
+
+def test_every_rule_regex_matches_the_same_spans_when_trie_compiled(analyser: Analyser) -> None:
+    """Each rule regex as the matcher runs it (grouped by first character) against
+    ``re.compile`` of the written pattern: same spans on tickets and every rule example."""
+    matcher: RuleMatcher = analyser.nlp.get_pipe("intake_rule_matcher")
+    texts = _texts() + [t for r in analyser.ruleset.rules for t in r.examples_match + r.examples_no_match]
+    lowered = [normalise(t).text.lower() for t in texts]
+    regrouped = 0
+    for key, on_lower, on_text, _gate in matcher.positive.regexes + matcher.exclusions.regexes:
+        fast = on_lower or on_text
+        plain = re.compile(fast.pattern, fast.flags)
+        regrouped += fast != plain  # Pattern equality compares the compiled programs too
+        for text in lowered:
+            assert [m.span() for m in fast.finditer(text)] == [m.span() for m in plain.finditer(text)], key
+    assert regrouped >= 10  # the verb and module lists of the rules are regrouped
+
