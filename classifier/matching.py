@@ -24,7 +24,7 @@ from typing import Any, Callable, Container, Iterable, Iterator
 
 import numpy as np
 import spacy
-from spacy.attrs import IDX, LEMMA, LOWER, SPACY
+from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, LEMMA, LOWER, SPACY
 from spacy.language import Language
 import spacy_lookups_data
 from spacy.lookups import load_lookups
@@ -107,10 +107,12 @@ class _TokenArrays:
     """Per token of a doc: lower-case and lemma hashes, start and end character offsets,
     and where each word of interest (an anchor of some token pattern) occurs."""
 
-    __slots__ = ("lowers", "lemmas", "starts", "positions", "_spaces", "_length")
+    __slots__ = ("lowers", "lemmas", "starts", "positions", "_spaces", "_length", "_columns", "_doc")
 
     def __init__(self, doc: Doc, text: str, wanted: Container[int] = ()) -> None:
         self.lowers, self.lemmas, self.starts, self._spaces = doc.to_array([LOWER, LEMMA, IDX, SPACY]).T.tolist()
+        self._doc = doc
+        self._columns: list[list[int]] | None = None
         self._length = len(text)
         positions: dict[int, list[int]] = {}
         for i, (lower, lemma) in enumerate(zip(self.lowers, self.lemmas)):
@@ -124,6 +126,106 @@ class _TokenArrays:
         """Where token ``i`` ends: where the next begins, less the one space it may carry."""
         nxt = self.starts[i + 1] if i + 1 < len(self.starts) else self._length
         return nxt - self._spaces[i]
+
+    def columns(self) -> list[list[int]]:
+        """Per token, in the order of ``_COLUMNS``: lower-case form, lemma, and flags."""
+        if self._columns is None:
+            flags = self._doc.to_array([IS_PUNCT, IS_ALPHA, IS_DIGIT]).T.tolist()
+            self._columns = [self.lowers, self.lemmas, *flags]
+        return self._columns
+
+
+#: What ``_TokenSequence`` tests a token on, as indexes into ``_TokenArrays.columns()``.
+_COLUMNS = {"LOWER": 0, "LEMMA": 1, "IS_PUNCT": 2, "IS_ALPHA": 3, "IS_DIGIT": 4}
+_UNBOUNDED = 1 << 30
+
+
+class _TokenSequence:
+    """A token pattern run in Python on a few tokens, for what spaCy's Matcher costs per
+    call (~12 µs, most of it set-up): each token one test (its lower-case form or lemma
+    in a set, a flag, or anything) repeated between a least and a most number of times.
+    Finds every (start, end) the Matcher finds, on the same window (tests compare them)."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: tuple[tuple[int, frozenset[int] | bool | None, int, int], ...]) -> None:
+        self.steps = steps  # (column, hashes / flag value / None for any, least, most)
+
+    @classmethod
+    def of(cls, pattern: list[dict], strings) -> "_TokenSequence | None":
+        """The sequence for ``pattern``, or None when it uses what this does not test."""
+        steps = []
+        for token in pattern:
+            counts = _op_counts(token.get("OP"))
+            attrs = [k for k in token if k != "OP"]
+            if counts is None or len(attrs) > 1:
+                return None
+            if not attrs:
+                steps.append((0, None, *counts))
+                continue
+            key, value = attrs[0].upper(), token[attrs[0]]
+            if key in ("ORTH", "TEXT") and isinstance(value, str) and value.lower() == value.upper():
+                key = "LOWER"  # punctuation: its text is its lower-case form
+            if key not in _COLUMNS:
+                return None
+            if key.startswith("IS_"):
+                if not isinstance(value, bool):
+                    return None
+                steps.append((_COLUMNS[key], value, *counts))
+                continue
+            if isinstance(value, str):
+                values = [value]
+            elif isinstance(value, dict) and set(value) == {"IN"}:
+                values = [str(v) for v in value["IN"]]
+            else:
+                return None
+            steps.append((_COLUMNS[key], frozenset(strings.add(v) for v in values), *counts))
+        return cls(tuple(steps))
+
+    def spans(self, columns: list[list[int]], a: int, b: int) -> list[tuple[int, int]]:
+        """Every (start, end) with a <= start < end <= b where the tokens match in order."""
+        out = []
+        col0, values0, least0, _ = self.steps[0]
+        first = columns[col0]
+        for start in range(a, b):
+            if least0 and values0 is not None and not (
+                    first[start] in values0 if isinstance(values0, frozenset) else first[start] == values0):
+                continue
+            current = {start}
+            for col, values, least, most in self.steps:
+                column = columns[col]
+                after = set()
+                for i in current:
+                    if not least:
+                        after.add(i)
+                    taken = 0
+                    while taken < most and i < b and (
+                            values is None or (column[i] in values if isinstance(values, frozenset)
+                                               else column[i] == values)):
+                        i += 1
+                        taken += 1
+                        if taken >= least:
+                            after.add(i)
+                current = after
+                if not current:
+                    break
+            out.extend((start, end) for end in current if end > start)
+        return out
+
+
+def _op_counts(op: str | None) -> tuple[int, int] | None:
+    """Least and most tokens a pattern token with operator ``op`` matches (None: not supported)."""
+    if op in (None, "1"):
+        return 1, 1
+    fixed = {"?": (0, 1), "*": (0, _UNBOUNDED), "+": (1, _UNBOUNDED)}
+    if op in fixed:
+        return fixed[op]
+    m = re.fullmatch(r"\{(\d*)(,?)(\d*)\}", str(op))
+    if not m or not (m.group(1) or m.group(3)):
+        return None
+    least = int(m.group(1) or 0)
+    most = int(m.group(3)) if m.group(3) else (least if not m.group(2) else _UNBOUNDED)
+    return least, most
 
 
 def _segment_at(segments: list[Segment], start: int) -> str:
@@ -195,6 +297,7 @@ class _TokenPattern:
 
     key: str
     matcher: Matcher
+    sequence: _TokenSequence | None  # the same pattern run in Python, when it can be
     need: int
     anchor: frozenset[int] | None
     before: int | None
@@ -321,6 +424,7 @@ class _PatternSet:
                 for h in hashes:
                     self._anchor_bits[h] = self._anchor_bits.get(h, 0) | bit
             gate = tuple(g for g in map(_regex_gate, pattern.value) if g)
+            sequence = _TokenSequence.of(pattern.value, strings)
             counts = _max_counts(pattern.value)
             first = frozenset(strings.add(w) for w in values[0]) if values[0] else None
             last = frozenset(strings.add(w) for w in values[-1]) if values[-1] else None
@@ -331,12 +435,12 @@ class _PatternSet:
                 after = _total(counts[k:])
                 anchor = frozenset(strings.add(w) for w in words)
                 self.token_matchers.append(_TokenPattern(
-                    key, matcher, need, anchor, _total(counts[:k]), None if after is None else after - 1,
+                    key, matcher, sequence, need, anchor, _total(counts[:k]), None if after is None else after - 1,
                     first, last, gate))
                 for h in anchor:
                     self._index.setdefault(h, []).append(pos)
             else:
-                self.token_matchers.append(_TokenPattern(key, matcher, 0, None, None, None, None, None, gate))
+                self.token_matchers.append(_TokenPattern(key, matcher, sequence, 0, None, None, None, None, None, gate))
                 self._unindexed.append(pos)
         elif pattern.kind == "phrase":
             doc = nlp.make_doc(pattern.value)
@@ -395,6 +499,12 @@ class _PatternSet:
                         windows[-1] = (windows[-1][0], max(b, windows[-1][1]))
                     else:
                         windows.append((a, b))
+            if tp.sequence is not None:
+                columns = tokens.columns()
+                for a, b in windows:
+                    for start, end in tp.sequence.spans(columns, a, b):
+                        yield tp.key, tokens.starts[start], tokens.end(end - 1)
+                continue
             for a, b in windows:
                 for _match_id, start, end in tp.matcher(doc[a:b]):
                     yield tp.key, tokens.starts[a + start], tokens.end(a + end - 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import random
 import re
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from spacy.tokens import Doc
 
 from classifier.features import Analyser
 from classifier.errors import RulesError
-from classifier.matching import Hit, RuleMatcher, analyse_docs, build_pipeline
+from classifier.matching import Hit, RuleMatcher, _TokenArrays, analyse_docs, build_pipeline
 from classifier.normalise import normalise
 from classifier.regex_literals import necessary_literals, passes
 from classifier.regex_trie import compile_trie
@@ -401,3 +402,58 @@ def test_every_rule_regex_matches_the_same_spans_when_trie_compiled(analyser: An
             assert [m.span() for m in fast.finditer(text)] == [m.span() for m in plain.finditer(text)], key
     assert regrouped >= 10  # the verb and module lists of the rules are regrouped
 
+
+
+def _sample_text(pattern: list[dict], forms_of, rng: random.Random) -> str:
+    """A text written from a token pattern: each token's words (a lemma as one of its
+    forms), fillers for wildcards, words, digits or punctuation for flags, sometimes a count one past
+    what the token allows or an extra word, so matches and near misses both occur."""
+    out: list[str] = []
+    for token in pattern:
+        op = token.get("OP")
+        count = {None: 1, "1": 1, "?": rng.randint(0, 2), "*": rng.randint(0, 3), "+": rng.randint(0, 3)}.get(op)
+        if count is None:  # {n,m}
+            bounds = [int(x) if x else 0 for x in op.strip("{}").split(",")]
+            count = rng.randint(0, bounds[-1] + 1)
+        for _ in range(count):
+            attrs = [k for k in token if k != "OP"]
+            value = token[attrs[0]] if attrs else None
+            if value is None:
+                out.append(rng.choice(["the", "new", ",", "x2"]))
+            elif not isinstance(value, (str, dict)):  # a flag: IS_PUNCT, IS_ALPHA …
+                out.append(rng.choice([",", ":", "-", "deal", "42"]))
+            else:
+                words = [value] if isinstance(value, str) else list(value.get("IN", ["?"]))
+                word = rng.choice(words)
+                if attrs[0] == "LEMMA":
+                    word = rng.choice(sorted(forms_of(word)) or [word])
+                out.append(word.upper() if rng.random() < 0.1 else word)
+        if rng.random() < 0.1:
+            out.append(rng.choice(["really", "."]))
+    return " ".join(out)
+
+
+def test_token_sequences_find_what_the_matcher_finds(analyser: Analyser) -> None:
+    """Token patterns run in Python (``_TokenSequence``) against each pattern's own spaCy
+    Matcher, over whole docs: tickets, and texts written from the patterns themselves
+    with counts past what each token allows (so optional and repeated tokens are tried)."""
+    nlp = analyser.nlp
+    matcher: RuleMatcher = nlp.get_pipe("intake_rule_matcher")
+    lemmatize = nlp.get_pipe("intake_lemmatizer")
+    patterns = [tp for ps in (matcher.positive, matcher.exclusions) for tp in ps.token_matchers]
+    assert sum(tp.sequence is not None for tp in patterns) >= 200
+    rng = random.Random(7)
+    sources = [p.value for r in analyser.ruleset.rules for p in (*r.patterns, *r.exclude) if p.kind == "tokens"]
+    texts = _texts()[:100] + [_sample_text(rng.choice(sources), lemmatize.forms_of, rng) for _ in range(1500)]
+    matched: set[int] = set()
+    for text in texts:
+        doc = lemmatize(nlp.make_doc(text))
+        columns = _TokenArrays(doc, text).columns()
+        for i, tp in enumerate(patterns):
+            if tp.sequence is None:
+                continue
+            expected = {(s, e) for _, s, e in tp.matcher(doc)}
+            assert set(tp.sequence.spans(columns, 0, len(doc))) == expected, (tp.key, text[:80])
+            if expected:
+                matched.add(i)
+    assert len(matched) >= 150  # most patterns were compared on texts they match
