@@ -7,11 +7,10 @@ one function, :func:`combine_clause`, so the policy reads in one place.
 """
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from typing import Any
-
-import numpy as np
 
 from . import spec
 from .features import Analysed
@@ -78,7 +77,7 @@ class Decision:
 
 
 def _noisy_or(weights: list[float]) -> float:
-    return float(1.0 - np.prod([1.0 - w for w in weights])) if weights else 0.0
+    return 1.0 - math.prod(1.0 - w for w in weights) if weights else 0.0
 
 
 def rule_clause_scores(hits: list[Hit]) -> dict[str, float]:
