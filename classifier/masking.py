@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from .regex_literals import passes, regex_gate
+from .regex_literals import GateScanner, gate_strings, passes, regex_gate
 
 MASK = "[MASKED]"
 
@@ -68,8 +68,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int | tuple[int, ...]]] = [
     ("hex_secret", re.compile(r"\b[a-f0-9]{32,128}\b", re.I), 0),
 ]
 #: per pattern, a test the lower-cased text must pass for the pattern to match (see regex_literals)
-_GATES = [(gate,) if gate is not None else () for gate in
-          (regex_gate(regex.pattern, regex.flags, costly=True) for _, regex, _ in _PATTERNS)]
+_GATES = [regex_gate(regex.pattern, regex.flags) for _, regex, _ in _PATTERNS]
+_SCANNER = GateScanner(gate_strings(_GATES))
 # "admin / Qw7!mzP2" on a line that talks about access
 #: (spaces around the slash, so paths, "HTTP/1.1" and dates are not pairs)
 _PAIR = re.compile(r"\b[\w.@-]{2,60}\s{1,3}/\s{1,3}([^\s/]{0,60}[0-9!@#$%^&*][^\s/]{0,60})")
@@ -107,9 +107,9 @@ def mask_secrets(text: str) -> MaskResult:
     if not text:
         return MaskResult(text)
     kinds: list[str] = []
-    lowered = text.lower()
+    found = _SCANNER.scan(text.lower())
     for (kind, regex, group), gate in zip(_PATTERNS, _GATES):
-        if gate and not passes(gate, lowered):
+        if gate and not passes(gate, found):
             continue
 
         def repl(m: re.Match[str], kind: str = kind, groups: int | tuple[int, ...] = group) -> str:

@@ -34,7 +34,7 @@ from spacy.util import load_language_data, minibatch
 
 from .errors import Errors, RulesError
 from .normalise import NormalisedRequest, Segment
-from .regex_literals import compile_gate, passes, regex_gate
+from .regex_literals import Gate, GateScanner, gate_strings, passes, regex_gate
 from .regex_trie import compile_trie
 from .rules import Rule, RuleSet, load_rules
 
@@ -318,15 +318,15 @@ class _TokenPattern:
     after: int | None
     first: frozenset[int] | None
     last: frozenset[int] | None
-    gate: tuple[tuple[str, ...] | re.Pattern[str], ...]
+    gate: Gate
 
 
-def _regex_gate(token: dict) -> tuple[str, ...] | re.Pattern[str] | None:
-    """For a required token with one REGEX predicate: the test the text must pass."""
+def _regex_gate(token: dict) -> Gate:
+    """For a required token with one REGEX predicate: the gate the text must pass."""
     value = _required_text_value(token)
     if not (isinstance(value, dict) and set(value) == {"REGEX"}):
-        return None
-    return regex_gate(value["REGEX"], costly=True)
+        return ()
+    return regex_gate(value["REGEX"])
 
 
 #: A token pattern made only of single-attribute LOWER/LEMMA tokens (with ``IN``
@@ -402,13 +402,13 @@ class _PatternSet:
         # (key, regex for lower-cased text or None when case-sensitive, regex for the text,
         #  gate: sets of substrings the lower-cased text must contain one of each for the
         #  regex to run: the rule's own ``requires`` and what the regex cannot match without)
-        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str],
-                                tuple[tuple[str, ...] | re.Pattern[str], ...]]] = []
+        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str], Gate]] = []
         self.token_matchers: list[_TokenPattern] = []
         self._unindexed: list[int] = []  # token patterns without anchors
         self._index: dict[int, list[int]] = {}  # hash of the rarest anchor's words -> token patterns
         self._anchor_bits: dict[int, int] = {}  # word hash -> bits of the anchor sets it is in
         self._anchor_sets: dict[frozenset[int], int] = {}  # anchor set -> its bit
+        self._scanner: GateScanner | None = None  # built on first use, when all patterns are in
 
     def add(self, nlp: Language, lemmatize, rule: Rule, key: str, index: int, pattern) -> None:
         if pattern.kind == "tokens":
@@ -437,7 +437,7 @@ class _PatternSet:
                 need |= bit
                 for h in hashes:
                     self._anchor_bits[h] = self._anchor_bits.get(h, 0) | bit
-            gate = tuple(g for g in map(_regex_gate, pattern.value) if g)
+            gate = tuple(strings for token in pattern.value for strings in _regex_gate(token))
             sequence = _TokenSequence.of(pattern.value, strings)
             counts = _max_counts(pattern.value)
             first = frozenset(strings.add(w) for w in values[0]) if values[0] else None
@@ -462,20 +462,33 @@ class _PatternSet:
                 doc = lemmatize(doc)
             self.phrases.add(key, [doc])
         else:
-            derived = regex_gate(pattern.value)
-            gate = ((compile_gate(pattern.requires),) if pattern.requires else ()) + ((derived,) if derived else ())
+            own = (frozenset(s.lower() for s in pattern.requires),) if pattern.requires else ()
+            gate = own + regex_gate(pattern.value)
             if pattern.case_sensitive:
                 self.regexes.append((key, None, compile_trie(pattern.value), gate))
             else:
                 self.regexes.append((key, compile_trie(_lowercase_literals(pattern.value)),
                                      re.compile(pattern.value, re.IGNORECASE), gate))
 
+    def gate_strings(self) -> set[str]:
+        """Every string a gate of this set tests for."""
+        return gate_strings([tp.gate for tp in self.token_matchers] + [r[3] for r in self.regexes])
+
+    def scanner(self) -> GateScanner:
+        """A scanner for this set's gates alone (the rule matcher shares one between its sets)."""
+        if self._scanner is None:
+            self._scanner = GateScanner(self.gate_strings())
+        return self._scanner
+
     def token_pattern_hits(self, doc: Doc, lowered: str, tokens: _TokenArrays | None = None,
-                           only: frozenset[str] | None = None, memo: dict[int, bool] | None = None,
+                           only: frozenset[str] | None = None, in_text: set[str] | None = None,
                            ) -> Iterator[tuple[str, int, int]]:
         """Run each token pattern whose anchors all occur in ``doc`` (and whose key is in
         ``only``, if given), only on windows around the occurrences of its rarest anchor
-        (a match must contain one). ``memo``: the doc's gate answers (see ``passes``)."""
+        (a match must contain one). ``in_text``: the gate strings the text holds (scanned
+        here when not given)."""
+        if in_text is None:
+            in_text = self.scanner().scan(lowered)
         bits = self._anchor_bits
         tokens = tokens or _TokenArrays(doc, doc.text, bits)
         positions = tokens.positions  # may hold other sets' words too
@@ -494,7 +507,7 @@ class _PatternSet:
             tp = self.token_matchers[i]
             if only is not None and tp.key not in only:
                 continue
-            if tp.need & ~present or (tp.gate and not passes(tp.gate, lowered, memo)):
+            if tp.need & ~present or (tp.gate and not passes(tp.gate, in_text)):
                 continue
             # a match starts at an occurrence of a required first token and ends at one
             # of a required last token: that bounds what an unbounded pattern can span
@@ -524,13 +537,14 @@ class _PatternSet:
                     yield tp.key, tokens.starts[a + start], tokens.end(a + end - 1)
 
     def matches(self, doc: Doc, text: str, lowered: str, tokens: _TokenArrays | None,
-                only: frozenset[str] | None = None, memo: dict[int, bool] | None = None,
+                only: frozenset[str] | None = None, in_text: set[str] | None = None,
                 ) -> list[tuple[str, int, int]]:
         """Every (key, start char, end char) match in the doc; only keys in ``only`` if given."""
         raw: list[tuple[str, int, int]] = []
-        memo = {} if memo is None else memo
+        if in_text is None:
+            in_text = self.scanner().scan(lowered)
         if tokens is not None:
-            raw.extend(self.token_pattern_hits(doc, lowered, tokens, only, memo))
+            raw.extend(self.token_pattern_hits(doc, lowered, tokens, only, in_text))
             starts, end_of, strings = tokens.starts, tokens.end, doc.vocab.strings
             for phrases in (self.phrases, self.lower_phrases):
                 if len(phrases):
@@ -540,7 +554,7 @@ class _PatternSet:
                 raw = [m for m in raw if m[0] in only]
         same_length = len(lowered) == len(text)  # a few characters change length when lower-cased
         for key, on_lower, on_text, gate in self.regexes:
-            if (only is not None and key not in only) or (gate and not passes(gate, lowered, memo)):
+            if (only is not None and key not in only) or (gate and not passes(gate, in_text)):
                 continue
             found = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
             raw.extend((key, m.start(), m.end()) for m in found if m.end() > m.start())
@@ -569,6 +583,8 @@ class RuleMatcher:
                 self.exclusions.add(nlp, lemmatize, rule, rule.id + "!x", index, pattern)
         # every word either set indexes, so a doc's token positions are found once for both
         self._anchor_words = frozenset(self.positive._anchor_bits) | frozenset(self.exclusions._anchor_bits)
+        # and every string their gates test for, so a doc is scanned once for both
+        self._scanner = GateScanner(self.positive.gate_strings() | self.exclusions.gate_strings())
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
         yield from _in_batches(self, docs, batch_size)
@@ -594,15 +610,15 @@ class RuleMatcher:
             return segment
 
         positives = []
-        memo: dict[int, bool] = {}  # gate answers for this doc, shared by both sets
-        for rule_id, start, end in self.positive.matches(doc, text, lowered, tokens, memo=memo):
+        in_text = self._scanner.scan(lowered)  # the gate strings of both sets the text holds
+        for rule_id, start, end in self.positive.matches(doc, text, lowered, tokens, in_text=in_text):
             segment = readable(rule_id, start, end)
             if segment is not None:
                 positives.append((start, rule_id, end, segment))
         fired = {self._exclusion_key[p[1]] for p in positives if p[1] in self._exclusion_key}
         excluded: set[str] = set()
         if fired:
-            for key, start, end in self.exclusions.matches(doc, text, lowered, tokens, frozenset(fired), memo):
+            for key, start, end in self.exclusions.matches(doc, text, lowered, tokens, frozenset(fired), in_text):
                 rule_id = key[:-2]
                 if rule_id not in excluded and readable(rule_id, start, end) is not None:
                     excluded.add(rule_id)

@@ -1,10 +1,11 @@
 """Which literal strings a regular expression cannot match without.
 
-The rule matcher skips a regex on a text that contains none of them: testing a
-text for a few short strings is far cheaper than running the regex over it, and
-most regexes (URLs, versions, paths, keys) cannot match most requests. The sets
-are derived from the parsed pattern, so they are exact: a skipped regex could not
-have matched.
+The rule matcher and the secret masker skip a regex on a text that lacks them:
+one pass over the text finds which of all these strings it contains
+(:class:`GateScanner`), after which each regex's test is a set lookup, far cheaper
+than running the regex; most regexes (URLs, versions, paths, keys) cannot match
+most requests. The sets are derived from the parsed pattern, so they are exact: a
+skipped regex could not have matched.
 
 The analysis follows each element of the pattern with what it can say about the
 text an element matches: every string it can match (when there are few), the
@@ -14,10 +15,10 @@ elements joins the end of the first with the start of the second (``\\.`` then
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
+from typing import Iterable
 
-from .regex_trie import compile_trie
+import ahocorasick
 
 try:  # the parser behind ``re.compile`` (private: without it, regexes simply run ungated)
     from re import _constants as C, _parser as P
@@ -57,10 +58,10 @@ def _usable(strings: frozenset[str]) -> bool:
     return all(len(s) >= 2 or (len(s) == 1 and s not in COMMON_CHARS and not s.isalnum()) for s in strings)
 
 
-def _score(strings: frozenset[str]) -> tuple[int, int, int, int]:
-    # long strings are rare; few first characters make a set cheap to search for
+def _score(strings: frozenset[str]) -> tuple[int, int, int]:
+    # long strings are rare, and so is one of a few strings
     shortest = min(map(len, strings))
-    return (min(shortest, 6), -len({s[0] for s in strings}), -len(strings), shortest)
+    return (min(shortest, 6), -len(strings), shortest)
 
 
 @dataclass
@@ -175,67 +176,46 @@ def _all_sets(info: _Info) -> list[frozenset[str]]:
     return [s for s in [*info.factors, info.exact, info.prefix, info.suffix] if s is not None]
 
 
-#: Up to this many strings are tested one by one (~0.15 µs each on a typical request);
-#: a larger set is searched for with one regex, which is fast only when its strings
-#: start with few different characters (the regex engine skips ahead to them).
-MAX_TESTED_ONE_BY_ONE = 12
-MAX_FIRST_CHARACTERS = 6
+#: A gate: sets of strings, one string of each of which a text must contain.
+Gate = tuple[frozenset[str], ...]
+#: Most sets kept in one regex's gate (the most selective first).
+MAX_GATE_SETS = 3
 
 
-def compile_gate(strings: frozenset[str] | tuple[str, ...]) -> tuple[str, ...] | re.Pattern[str]:
-    """The test that a text contains one of ``strings``: substring tests or one regex."""
-    ordered = tuple(sorted(strings, key=lambda s: (-len(s), s)))
-    test = _GATES.get(ordered)
-    if test is None:
-        firsts = len({s[0] for s in ordered})
-        if len(ordered) <= 3 or (len(ordered) <= MAX_TESTED_ONE_BY_ONE and firsts > 3):
-            test = ordered
-        else:
-            test = compile_trie("|".join(map(re.escape, ordered)))
-        _GATES[ordered] = test
-    return test
+def regex_gate(pattern: str, flags: int = 0) -> Gate:
+    """The gate a lower-cased text must pass for ``pattern`` to match it (empty: none)."""
+    return tuple(necessary_literals(pattern, flags)[:MAX_GATE_SETS])
 
 
-#: One test object per set of strings, so a per-text memo can key tests by identity.
-_GATES: dict[tuple[str, ...], tuple[str, ...] | re.Pattern[str]] = {}
+class GateScanner:
+    """Which of many strings a text contains, found in one pass over it (Aho-Corasick,
+    from ``pyahocorasick``): every gate of a doc is then a few set lookups, however many
+    regexes and strings there are."""
+
+    def __init__(self, strings: Iterable[str]) -> None:
+        self._automaton = ahocorasick.Automaton()
+        for string in set(strings):
+            if string:
+                self._automaton.add_word(string, string)
+        self._empty = len(self._automaton) == 0
+        if not self._empty:
+            self._automaton.make_automaton()
+
+    def scan(self, lowered: str) -> set[str]:
+        """The strings ``lowered`` contains (overlapping occurrences included)."""
+        if self._empty:
+            return set()
+        return {string for _end, string in self._automaton.iter(lowered)}
 
 
-def regex_gate(pattern: str, flags: int = 0, costly: bool = False) -> tuple[str, ...] | re.Pattern[str] | None:
-    """The cheapest useful test a text must pass for ``pattern`` to match it, or None.
-
-    ``costly``: what the test saves is dear (a Matcher run), so any test will do.
-    """
-    sets = necessary_literals(pattern, flags)
-    for strings in sets:
-        if len(strings) <= MAX_TESTED_ONE_BY_ONE or len({s[0] for s in strings}) <= MAX_FIRST_CHARACTERS:
-            return compile_gate(strings)
-    return compile_gate(sets[0]) if sets and costly else None
+def gate_strings(gates: Iterable[Gate]) -> set[str]:
+    """Every string the gates test for, for a :class:`GateScanner`."""
+    return {string for gate in gates for strings in gate for string in strings}
 
 
-def passes(gate: tuple[tuple[str, ...] | re.Pattern[str], ...], lowered: str,
-           memo: dict[int, bool] | None = None) -> bool:
-    """True when ``lowered`` contains one string of every set in ``gate``.
-
-    ``memo`` (one per text) keeps each test's answer, so a test shared by several
-    gates (``compile_gate`` returns one object per set of strings) runs once.
-    """
-    for test in gate:
-        if memo is not None:
-            known = memo.get(id(test))
-            if known is not None:
-                if not known:
-                    return False
-                continue
-        if isinstance(test, tuple):
-            ok = False
-            for s in test:
-                if s in lowered:
-                    ok = True
-                    break
-        else:
-            ok = test.search(lowered) is not None
-        if memo is not None:
-            memo[id(test)] = ok
-        if not ok:
+def passes(gate: Gate, found: set[str]) -> bool:
+    """True when the text whose strings are ``found`` contains one string of every set."""
+    for strings in gate:
+        if strings.isdisjoint(found):
             return False
     return True
