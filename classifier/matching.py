@@ -196,12 +196,16 @@ class _TokenSequence:
             steps.append((_COLUMNS[key], frozenset(strings.add(v) for v in values), *counts))
         return cls(tuple(steps))
 
-    def spans(self, columns: list[list[int]], a: int, b: int) -> list[tuple[int, int]]:
-        """Every (start, end) with a <= start < end <= b where the tokens match in order."""
+    def spans(self, columns: list[list[int]], a: int, b: int,
+              starts: Iterable[int] | None = None) -> list[tuple[int, int]]:
+        """Every (start, end) with a <= start < end <= b where the tokens match in order;
+        ``starts``: the only places a match can start, if known (in order)."""
         out = []
         col0, values0, least0, _ = self.steps[0]
         first = columns[col0]
-        for start in range(a, b):
+        for start in range(a, b) if starts is None else starts:
+            if not a <= start < b:
+                continue
             if least0 and values0 is not None and not (
                     first[start] in values0 if isinstance(values0, frozenset) else first[start] == values0):
                 continue
@@ -511,7 +515,8 @@ class _PatternSet:
                 continue
             # a match starts at an occurrence of a required first token and ends at one
             # of a required last token: that bounds what an unbounded pattern can span
-            lo = min(positions[h][0] for h in found & tp.first) if tp.first is not None else 0
+            first_at = sorted(p for h in found & tp.first for p in positions[h]) if tp.first is not None else None
+            lo = first_at[0] if first_at else 0
             hi = max(positions[h][-1] for h in found & tp.last) + 1 if tp.last is not None else n
             if tp.anchor is None:
                 windows = [(lo, hi)] if lo < hi else []
@@ -529,7 +534,7 @@ class _PatternSet:
             if tp.sequence is not None:
                 columns = tokens.columns()
                 for a, b in windows:
-                    for start, end in tp.sequence.spans(columns, a, b):
+                    for start, end in tp.sequence.spans(columns, a, b, first_at):
                         yield tp.key, tokens.starts[start], tokens.end(end - 1)
                 continue
             for a, b in windows:
