@@ -194,7 +194,13 @@ class _TokenSequence:
             else:
                 return None
             steps.append((_COLUMNS[key], frozenset(strings.add(v) for v in values), *counts))
-        return cls(tuple(steps))
+        merged: list[tuple[int, frozenset[int] | bool | None, int, int]] = []
+        for step in steps:  # "any token" twice in a row, l1..m1 then l2..m2 times: l1+l2..m1+m2 times
+            if merged and step[1] is None and merged[-1][1] is None:
+                _, _, least, most = merged.pop()
+                step = (0, None, least + step[2], min(most + step[3], _UNBOUNDED))
+            merged.append(step)
+        return cls(tuple(merged))
 
     def spans(self, columns: list[list[int]], a: int, b: int,
               starts: Iterable[int] | None = None) -> list[tuple[int, int]]:
@@ -214,6 +220,9 @@ class _TokenSequence:
                 column = columns[col]
                 after = set()
                 for i in current:
+                    if values is None:  # any token: every count the window leaves room for
+                        after.update(range(i + least, min(i + most, b) + 1))
+                        continue
                     if not least:
                         after.add(i)
                     taken = 0
