@@ -12,8 +12,12 @@ What makes it cheap, with the Matcher's own results (tests compare against a pla
 Matcher): a token pattern that only spells out words (LOWER, LEMMA as the forms the
 lookup table maps to that lemma, punctuation; ``?`` allowed) becomes a phrase lookup;
 every other one runs only when all the words it requires occur, on windows around
-them; a regex runs only on texts holding the literal strings it cannot match
-without (``regex_literals``); a rule's exclusions are matched only where it fired.
+them, in Python when its tokens are word sets, flags and wildcards (a Matcher call
+costs ~12 µs however short the window) and by its own Matcher otherwise; a regex
+runs only on texts holding the literal strings it cannot match without, all found
+in one pass (``regex_literals``), with its alternations grouped by first character
+(``regex_trie``); a rule's exclusions are matched only where it fired; and each
+component takes a batch at a time in ``pipe``.
 """
 from __future__ import annotations
 
@@ -227,8 +231,7 @@ class _TokenSequence:
                         after.add(i)
                     taken = 0
                     while taken < most and i < b and (
-                            values is None or (column[i] in values if isinstance(values, frozenset)
-                                               else column[i] == values)):
+                            column[i] in values if isinstance(values, frozenset) else column[i] == values):
                         i += 1
                         taken += 1
                         if taken >= least:
@@ -400,13 +403,14 @@ def _lowercase_literals(pattern: str) -> str:
 class _PatternSet:
     """One polarity of the rules' patterns (the patterns, or the exclusions), compiled.
 
-    Token patterns each get their own ``Matcher`` and an index of the words they
-    cannot match without ("anchors"); per document only the patterns whose anchors
-    all occur in it are run. spaCy's Matcher tries every pattern at every token and
-    evaluates ``IN`` sets in Python, so this keeps matching cost close to the
-    tokenizer's however many rules there are, with the Matcher's own semantics.
-    Simple token patterns become phrase lookups; a regex is skipped on texts that
-    lack the literal strings it cannot match without.
+    Token patterns each get an index of the words they cannot match without
+    ("anchors"); per document only the patterns whose anchors all occur in it are
+    run, on windows around those words, as a ``_TokenSequence`` or with their own
+    ``Matcher``. spaCy's Matcher tries every pattern at every token and evaluates
+    ``IN`` sets in Python, so this keeps matching cost close to the tokenizer's
+    however many rules there are, with the Matcher's own semantics. Simple token
+    patterns become phrase lookups; a regex is skipped on texts that lack the
+    literal strings it cannot match without.
     """
 
     def __init__(self, nlp: Language) -> None:
