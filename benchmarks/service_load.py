@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import httpx
 import numpy as np
@@ -179,17 +180,9 @@ def single_load(url: str, reqs: list[dict], expected: list[dict], args: argparse
             errors.extend(errs)
             bad_ok[0] += bad
 
-    threads = [threading.Thread(target=client) for _ in range(args.clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    elapsed = time.perf_counter() - start
-    ms = np.array(latencies) * 1000
+    elapsed = run_clients(client, args.clients)
     return {"good": len(latencies), "bad_ok": bad_ok[0], "errors": errors, "elapsed": elapsed,
-            "rps": len(latencies) / elapsed, "p50": float(np.percentile(ms, 50)) if len(ms) else float("nan"),
-            "p99": float(np.percentile(ms, 99)) if len(ms) else float("nan")}
+            "rps": len(latencies) / elapsed, "p50": percentile_ms(latencies, 50), "p99": percentile_ms(latencies, 99)}
 
 
 def batch_load(url: str, reqs: list[dict], expected: list[dict], args: argparse.Namespace) -> dict:
@@ -218,16 +211,24 @@ def batch_load(url: str, reqs: list[dict], expected: list[dict], args: argparse.
                     if not ok:
                         errors.append(f"batch #{k}: status {r.status_code} or results differ")
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
+    elapsed = run_clients(client, clients)
+    return {"items": done[0], "rps": done[0] / elapsed, "errors": errors, "clients": clients,
+            "p50": percentile_ms(latencies, 50)}
+
+
+def run_clients(client: Callable[[], None], n: int) -> float:
+    """Run ``n`` threads of ``client`` to the end; seconds from first start to last end."""
+    threads = [threading.Thread(target=client) for _ in range(n)]
     start = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    elapsed = time.perf_counter() - start
-    ms = np.array(latencies) * 1000
-    return {"items": done[0], "rps": done[0] / elapsed, "errors": errors, "clients": clients,
-            "p50": float(np.percentile(ms, 50)) if len(ms) else float("nan")}
+    return time.perf_counter() - start
+
+
+def percentile_ms(seconds: list[float], q: float) -> float:
+    return float(np.percentile(np.array(seconds) * 1000, q)) if seconds else float("nan")
 
 
 def main() -> None:
