@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from . import spec
 from .features import Analysed
 from .matching import Hit
+
 
 @dataclass(frozen=True)
 class Policy:
@@ -90,6 +92,10 @@ def rule_clause_scores(hits: list[Hit]) -> dict[str, float]:
 
 
 _CLAUSE_CATEGORY = [(clause, spec.CLAUSES[clause][0]) for clause in sorted(spec.CLAUSES)]
+#: category -> its clauses, in the order of _CLAUSE_CATEGORY (so sums add up in one order)
+_CATEGORY_CLAUSES: dict[str, list[str]] = {}
+for _clause, _category in _CLAUSE_CATEGORY:
+    _CATEGORY_CLAUSES.setdefault(_category, []).append(_clause)
 
 
 def combine_clause(rule_scores: dict[str, float], p_clause: dict[str, float] | None,
@@ -107,12 +113,17 @@ def combine_clause(rule_scores: dict[str, float], p_clause: dict[str, float] | N
             return RULES_ONLY_FALLBACK, {RULES_ONLY_FALLBACK: 0.0}, "rules-fallback"
         best = max(sorted(rule_scores), key=lambda c: rule_scores[c])
         return best, dict(rule_scores), "rules"
-    scores = {}
-    p_category = p_category or {}
+    p_cat, p_cl = (p_category or {}).get, p_clause.get
     rule_w, cat_w = policy.rule_weight, policy.category_weight
-    for clause, category in _CLAUSE_CATEGORY:  # in sorted order: ties go to the first
-        model = cat_w * p_category.get(category, 0.0) + (1 - cat_w) * p_clause.get(clause, 0.0)
-        scores[clause] = rule_w * rule_scores.get(clause, 0.0) + (1 - rule_w) * model
+    from_category = {category: cat_w * p_cat(category, 0.0) for category in _CATEGORY_CLAUSES}
+    clause_w = 1 - cat_w
+    # in sorted order: ties go to the first
+    if rule_w:
+        rule, model_w = rule_scores.get, 1 - rule_w
+        scores = {clause: rule_w * rule(clause, 0.0) + model_w * (from_category[category] + clause_w * p_cl(clause, 0.0))
+                  for clause, category in _CLAUSE_CATEGORY}
+    else:  # the same numbers: 0 * rules + 1 * model is the model's score exactly
+        scores = {clause: from_category[category] + clause_w * p_cl(clause, 0.0) for clause, category in _CLAUSE_CATEGORY}
     best = max(scores, key=scores.__getitem__)
     return best, scores, "model+rules"
 
@@ -135,21 +146,34 @@ def combine_severity(hits: list[Hit], p_severity: dict[str, float] | None, categ
     return max(spec.SEVERITIES, key=lambda s: scores[s]), "model+rules"
 
 
-def _present(hits: list[Hit], item: str) -> list[Hit]:
-    """Hits saying ``item`` is present, minus those overlapped by a ``not_<item>`` hit."""
-    blockers = [(h.start, h.end) for h in hits if h.kind == "info" and h.label == f"not_{item}"]
-    return [h for h in hits if h.kind == "info" and h.label == item
-            and not any(a < h.end and h.start < b for a, b in blockers)]
+def _info_by_label(hits: list[Hit]) -> dict[str, list[Hit]]:
+    """The ``info`` hits by label, so a request's hits are sorted out once."""
+    out: dict[str, list[Hit]] = {}
+    for h in hits:
+        if h.kind == "info":
+            out.setdefault(h.label, []).append(h)
+    return out
+
+
+def _present(hits: list[Hit], item: str, by_label: dict[str, list[Hit]] | None = None) -> list[Hit]:
+    """Hits saying ``item`` is present, minus those overlapped by a ``not_<item>`` hit.
+    ``by_label``: ``_info_by_label(hits)``, when the caller has it already."""
+    by_label = _info_by_label(hits) if by_label is None else by_label
+    found = by_label.get(item, [])
+    blockers = [(h.start, h.end) for h in by_label.get("not_" + item, ())]
+    if not blockers:
+        return found
+    return [h for h in found if not any(a < h.end and h.start < b for a, b in blockers)]
 
 
 def _labels(hits: list[Hit], kind: str) -> set[str]:
     return {h.label for h in hits if h.kind == kind}
 
 
-def stated_version_years(hits: list[Hit]) -> list[int]:
+def stated_version_years(hits: list[Hit], by_label: dict[str, list[Hit]] | None = None) -> list[int]:
     """Year parts of the product versions the request states (``23.850`` -> 23)."""
     years = []
-    for h in _present(hits, "version"):
+    for h in _present(hits, "version", by_label):
         m = _VERSION_YEAR.search(h.text)
         if m:
             years.append(int(m.group(1)))
@@ -178,11 +202,11 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
     else:
         clause, scores, clause_policy = combine_clause(rule_scores, probas.get("clause"), probas.get("category"), policy)
     category, scope = spec.CLAUSES[clause]
-    ranked = sorted((c for c, v in scores.items() if v > 0), key=lambda c: -scores[c])
+    ranked = sorted((c for c, v in scores.items() if v > 0), key=scores.__getitem__, reverse=True)[:3]
     # the chosen clause, then up to two others whose rules fired, strongest evidence first
     clauses = [clause] + sorted((c for c in rule_scores if c != clause), key=lambda c: (-rule_scores[c], c))[:2]
     total = sum(scores.values())
-    cat_score = sum(v for c, v in scores.items() if spec.CLAUSES[c][0] == category)
+    cat_score = sum(scores.get(c, 0.0) for c in _CATEGORY_CLAUSES[category])
     confidence = cat_score / total if total > 0 else 0.0
 
     if mode == "model" and "severity" in probas:
@@ -192,13 +216,15 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
         severity, severity_policy = combine_severity(hits, probas.get("severity"), category, policy)
 
     # §5 missing information
-    info = _labels(hits, "info")
+    by_label = _info_by_label(hits)
+    info = set(by_label)
     # SPEC §5: a cloud portal (an address on a bitrix24.* domain, or product: cloud) has
     # no version; saying "cloud" or naming a plan counts only for spotting contradictions
-    portal_address = any(h.rule_id == "info.cloud.portal_address" for h in _present(hits, "cloud"))
+    cloud_hits = _present(hits, "cloud", by_label)
+    portal_address = any(h.rule_id == "info.cloud.portal_address" for h in cloud_hits)
     cloud_portal = request.product == "cloud" or portal_address
-    cloud = cloud_portal or bool(_present(hits, "cloud"))
-    present = {item for item in ("url", "version", "edition", "steps_to_reproduce") if _present(hits, item)}
+    cloud = cloud_portal or bool(cloud_hits)
+    present = {item for item in ("url", "version", "edition", "steps_to_reproduce") if _present(hits, item, by_label)}
     required = [i for i in spec.REQUIRED_INFO[category] if not (i == "version" and cloud_portal)]
     missing = [i for i in spec.MISSING_ITEMS if i in required and i not in present]
 
@@ -210,7 +236,7 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
         delays.add("out_of_scope")
     if clause in CUSTOM_IMPROVEMENT_CLAUSES:
         delays.add("requires_custom_improvement")
-    years = stated_version_years(hits)
+    years = stated_version_years(hits, by_label)
     old_version = bool(years) and min(years) <= OLD_VERSION_MAX_YEAR
     if old_version:
         delays.add("updates_not_installed")
@@ -252,11 +278,11 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
     explanation = {
         "rules": _explain_hits(hits),
         "model": {name: [{"label": k, "probability": round(v, 4)}
-                         for k, v in sorted(p.items(), key=lambda kv: -kv[1])[:3]]
+                         for k, v in sorted(p.items(), key=itemgetter(1), reverse=True)[:3]]
                   for name, p in probas.items()},
         "policy": {"clause": clause_policy, "severity": severity_policy,
                    "rule_weight": policy.rule_weight if clause_policy == "model+rules" else 1.0},
-        "clause_scores": {c: round(scores[c], 4) for c in ranked[:3]},
+        "clause_scores": {c: round(scores[c], 4) for c in ranked},
         "cloud_portal": cloud_portal,
         "misleading": contradictions,
         "masked_secrets": len(analysed.normalised.masked),
