@@ -38,7 +38,7 @@ class Analysed:
         toks = self.tokens
         out = list(toks)
         for n in range(2, ngram_max + 1):
-            out += [" ".join(toks[i:i + n]) for i in range(len(toks) - n + 1)]
+            out += map(" ".join, zip(*(toks[k:] for k in range(n))))
         if rule_features:
             out += ["rule=" + rid for rid in sorted({h.rule_id for h in self.hits})]
         return out
@@ -68,18 +68,41 @@ class Analyser:
             yield Analysed(req, norm, list(doc._.intake_hits), _model_tokens(doc, norm))
 
 
+class _LemmaTexts(dict):
+    """Lemma hash -> its text, kept once looked up: the StringStore decodes a new str
+    each time, and a request asks for some fifty. A hash names the same string in every
+    vocabulary, so one table serves all pipelines; it is emptied when it grows large."""
+
+    MAX_SIZE = 200_000
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.strings = None
+
+    def __missing__(self, key: int) -> str:
+        if len(self) >= self.MAX_SIZE:
+            self.clear()
+        text = self[key] = self.strings[key]
+        return text
+
+
+_LEMMA_TEXTS = _LemmaTexts()
+
+
 def _model_tokens(doc, norm: NormalisedRequest) -> list[str]:
     """Lemmas of the words in the segments the model reads (no punctuation or spaces)."""
     if not len(doc):
         return []
     arr = doc.to_array([IDX, IS_PUNCT, IS_SPACE, LEMMA])
-    keep = np.zeros(len(doc), dtype=bool)
-    for seg in norm.segments:
-        if seg.kind in MODEL_SEGMENTS:
-            keep |= (arr[:, 0] >= seg.start) & (arr[:, 0] < seg.end)
-    keep &= (arr[:, 1] == 0) & (arr[:, 2] == 0)
-    strings = doc.vocab.strings
-    return [strings[h] for h in arr[keep, 3].tolist()]
+    keep = (arr[:, 1] == 0) & (arr[:, 2] == 0)
+    if not norm.segments or any(seg.kind not in MODEL_SEGMENTS for seg in norm.segments):
+        inside = np.zeros(len(doc), dtype=bool)
+        for seg in norm.segments:
+            if seg.kind in MODEL_SEGMENTS:
+                inside |= (arr[:, 0] >= seg.start) & (arr[:, 0] < seg.end)
+        keep &= inside
+    _LEMMA_TEXTS.strings = doc.vocab.strings  # for hashes not yet in the table
+    return list(map(_LEMMA_TEXTS.__getitem__, arr[keep, 3].tolist()))
 
 
 @lru_cache(maxsize=4)

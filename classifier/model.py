@@ -10,6 +10,7 @@ with a 2-D ``y`` it is multi-output like ``MultiOutputClassifier``.
 from __future__ import annotations
 
 import numbers
+from collections import Counter
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -154,7 +155,8 @@ class RequestModel(ClassifierMixin, BaseEstimator):
         names = self.target_names_ or (["category"] if self.n_outputs_ == 1
                                        else [f"output{j}" for j in range(self.n_outputs_)])
         labels = [c.tolist() for c in classes]
-        return [{n: dict(zip(lb, p[i].tolist())) for n, lb, p in zip(names, labels, probas)}
+        rows = [p.tolist() for p in probas]  # one conversion per output, not one per request
+        return [{n: dict(zip(lb, r[i])) for n, lb, r in zip(names, labels, rows)}
                 for i in range(probas[0].shape[0])]
 
     def score(self, X: Iterable[Any], y: Any, sample_weight=None) -> float:
@@ -190,11 +192,8 @@ def _tfidf_transform(vec: TfidfVectorizer, docs: list[list[str]]):
     vocab = vec.vocabulary_
     indptr, indices, counts = [0], [], []
     for doc in docs:
-        row: dict[int, int] = {}
-        for feature in doc:
-            j = vocab.get(feature)
-            if j is not None:
-                row[j] = row.get(j, 0) + 1
+        row = Counter(map(vocab.get, doc))  # feature index -> count, counted in C
+        row.pop(None, None)  # features not in the vocabulary
         indices.extend(row)
         counts.extend(row.values())
         indptr.append(len(indices))
