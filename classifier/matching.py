@@ -121,15 +121,21 @@ def make_lemmatizer(nlp: Language, name: str) -> LowercaseLemmatizer:
     return LowercaseLemmatizer(nlp, name)
 
 
-class _TokenArrays:
-    """Per token of a doc: lower-case and lemma hashes, start and end character offsets,
-    and where each word of interest (an anchor of some token pattern) occurs."""
+#: What ``_TokenArrays`` reads of a doc, in one ``to_array`` call (each call costs ~3 µs).
+_ARRAY_ATTRS = [LOWER, LEMMA, IDX, SPACY, IS_PUNCT, IS_ALPHA, IS_DIGIT]
 
-    __slots__ = ("lowers", "lemmas", "starts", "positions", "_spaces", "_length", "_columns", "_doc")
+
+class _TokenArrays:
+    """Per token of a doc: lower-case and lemma hashes, character offsets, flags, and
+    where each word of interest (an anchor of some token pattern) occurs."""
+
+    __slots__ = ("lowers", "lemmas", "positions", "_idx", "_spaces", "_flags", "_length", "_columns")
 
     def __init__(self, doc: Doc, text: str, wanted: Container[int] = ()) -> None:
-        self.lowers, self.lemmas, self.starts, self._spaces = doc.to_array([LOWER, LEMMA, IDX, SPACY]).T.tolist()
-        self._doc = doc
+        arr = doc.to_array(_ARRAY_ATTRS)
+        self.lowers, self.lemmas = arr[:, :2].T.tolist()
+        # offsets and flags stay arrays: a doc needs a few offsets, and flags only for some patterns
+        self._idx, self._spaces, self._flags = arr[:, 2], arr[:, 3], arr[:, 4:]
         self._columns: list[list[int]] | None = None
         self._length = len(text)
         positions: dict[int, list[int]] = {}
@@ -140,16 +146,19 @@ class _TokenArrays:
                 positions.setdefault(lemma, []).append(i)
         self.positions = positions
 
+    def start(self, i: int) -> int:
+        """Where token ``i`` starts."""
+        return int(self._idx[i])
+
     def end(self, i: int) -> int:
         """Where token ``i`` ends: where the next begins, less the one space it may carry."""
-        nxt = self.starts[i + 1] if i + 1 < len(self.starts) else self._length
-        return nxt - self._spaces[i]
+        nxt = int(self._idx[i + 1]) if i + 1 < len(self._idx) else self._length
+        return nxt - int(self._spaces[i])
 
     def columns(self) -> list[list[int]]:
         """Per token, in the order of ``_COLUMNS``: lower-case form, lemma, and flags."""
         if self._columns is None:
-            flags = self._doc.to_array([IS_PUNCT, IS_ALPHA, IS_DIGIT]).T.tolist()
-            self._columns = [self.lowers, self.lemmas, *flags]
+            self._columns = [self.lowers, self.lemmas, *self._flags.T.tolist()]
         return self._columns
 
 
@@ -426,6 +435,12 @@ class _PatternSet:
         self._anchor_bits: dict[int, int] = {}  # word hash -> bits of the anchor sets it is in
         self._anchor_sets: dict[frozenset[int], int] = {}  # anchor set -> its bit
         self._scanner: GateScanner | None = None  # built on first use, when all patterns are in
+        # which patterns belong to a key, so a few keys' patterns (exclusions) run without the rest
+        self._token_keys: dict[str, list[int]] = {}
+        self._regex_keys: dict[str, list[int]] = {}
+        self._phrase_keys: set[str] = set()
+        # regexes without a gate, and by each string of their gate's first set (built on first use)
+        self._regex_plan: tuple[list[int], dict[str, list[int]]] | None = None
 
     def add(self, nlp: Language, lemmatize, rule: Rule, key: str, index: int, pattern) -> None:
         if pattern.kind == "tokens":
@@ -442,6 +457,7 @@ class _PatternSet:
                 attr, words = variants
                 target = self.phrases if attr == "LEMMA" else self.lower_phrases
                 target.add(key, [Doc(nlp.vocab, words=w, lemmas=w if attr == "LEMMA" else None) for w in words])
+                self._phrase_keys.add(key)
                 return
             strings = nlp.vocab.strings
             stop = nlp.Defaults.stop_words
@@ -460,6 +476,7 @@ class _PatternSet:
             first = frozenset(strings.add(w) for w in values[0]) if values[0] else None
             last = frozenset(strings.add(w) for w in values[-1]) if values[-1] else None
             pos = len(self.token_matchers)
+            self._token_keys.setdefault(key, []).append(pos)
             if found:
                 # index the anchor least likely to occur: fewest stop words, then fewest values
                 k, words = min(found, key=lambda kv: (sum(w in stop for w in kv[1]), len(kv[1])))
@@ -478,9 +495,12 @@ class _PatternSet:
             if lemmatize is not None:
                 doc = lemmatize(doc)
             self.phrases.add(key, [doc])
+            self._phrase_keys.add(key)
         else:
             own = (frozenset(s.lower() for s in pattern.requires),) if pattern.requires else ()
             gate = own + regex_gate(pattern.value)
+            self._regex_keys.setdefault(key, []).append(len(self.regexes))
+            self._regex_plan = None
             if pattern.case_sensitive:
                 self.regexes.append((key, None, compile_trie(pattern.value), gate))
             else:
@@ -497,6 +517,24 @@ class _PatternSet:
             self._scanner = GateScanner(self.gate_strings())
         return self._scanner
 
+    def _regexes_to_run(self, in_text: set[str]) -> list[int]:
+        """Indexes, in order, of the regexes whose gate's first set the text holds a string
+        of, and of those without a gate (the rest of a gate is tested by the caller)."""
+        if self._regex_plan is None:
+            ungated, by_string = [], {}
+            for i, (_key, _low, _text, gate) in enumerate(self.regexes):
+                if not gate:
+                    ungated.append(i)
+                for string in gate[0] if gate else ():
+                    by_string.setdefault(string, []).append(i)
+            self._regex_plan = ungated, by_string
+        ungated, by_string = self._regex_plan
+        run = set(ungated)
+        for string in in_text:
+            if string in by_string:
+                run.update(by_string[string])
+        return sorted(run)
+
     def token_pattern_hits(self, doc: Doc, lowered: str, tokens: _TokenArrays | None = None,
                            only: frozenset[str] | None = None, in_text: set[str] | None = None,
                            ) -> Iterator[tuple[str, int, int]]:
@@ -510,20 +548,24 @@ class _PatternSet:
         tokens = tokens or _TokenArrays(doc, doc.text, bits)
         positions = tokens.positions  # may hold other sets' words too
         present = 0
-        candidates = set(self._unindexed)
-        index = self._index
-        for h in positions:
-            if h in bits:
-                present |= bits[h]
-                if h in index:
-                    candidates.update(index[h])
+        if only is None:
+            candidates = set(self._unindexed)
+            index = self._index
+            for h in positions:
+                if h in bits:
+                    present |= bits[h]
+                    if h in index:
+                        candidates.update(index[h])
+        else:  # just these keys' patterns (those whose anchors are missing fail ``need``)
+            for h in positions:
+                if h in bits:
+                    present |= bits[h]
+            candidates = {i for key in only for i in self._token_keys.get(key, ())}
         n = len(doc)
         found = positions.keys()  # each word's positions are in ascending order
 
         for i in sorted(candidates):
             tp = self.token_matchers[i]
-            if only is not None and tp.key not in only:
-                continue
             if tp.need & ~present or (tp.gate and not passes(tp.gate, in_text)):
                 continue
             # a match starts at an occurrence of a required first token and ends at one
@@ -548,11 +590,11 @@ class _PatternSet:
                 columns = tokens.columns()
                 for a, b in windows:
                     for start, end in tp.sequence.spans(columns, a, b, first_at):
-                        yield tp.key, tokens.starts[start], tokens.end(end - 1)
+                        yield tp.key, tokens.start(start), tokens.end(end - 1)
                 continue
             for a, b in windows:
                 for _match_id, start, end in tp.matcher(doc[a:b]):
-                    yield tp.key, tokens.starts[a + start], tokens.end(a + end - 1)
+                    yield tp.key, tokens.start(a + start), tokens.end(a + end - 1)
 
     def matches(self, doc: Doc, text: str, lowered: str, tokens: _TokenArrays | None,
                 only: frozenset[str] | None = None, in_text: set[str] | None = None,
@@ -563,16 +605,23 @@ class _PatternSet:
             in_text = self.scanner().scan(lowered)
         if tokens is not None:
             raw.extend(self.token_pattern_hits(doc, lowered, tokens, only, in_text))
-            starts, end_of, strings = tokens.starts, tokens.end, doc.vocab.strings
-            for phrases in (self.phrases, self.lower_phrases):
+            start_of, end_of, strings = tokens.start, tokens.end, doc.vocab.strings
+            wanted = only is None or not self._phrase_keys.isdisjoint(only)
+            for phrases in (self.phrases, self.lower_phrases) if wanted else ():
                 if len(phrases):
-                    raw.extend((strings[match_id], starts[start], end_of(end - 1))
+                    raw.extend((strings[match_id], start_of(start), end_of(end - 1))
                                for match_id, start, end in phrases(doc))
             if only is not None:
                 raw = [m for m in raw if m[0] in only]
         same_length = len(lowered) == len(text)  # a few characters change length when lower-cased
-        for key, on_lower, on_text, gate in self.regexes:
-            if (only is not None and key not in only) or (gate and not passes(gate, in_text)):
+        regexes = self.regexes
+        if only is None:
+            order = self._regexes_to_run(in_text)
+        else:
+            order = sorted(i for key in only for i in self._regex_keys.get(key, ()))
+        for i in order:
+            key, on_lower, on_text, gate = regexes[i]
+            if gate and not passes(gate, in_text):
                 continue
             found = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
             raw.extend((key, m.start(), m.end()) for m in found if m.end() > m.start())
