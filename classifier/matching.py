@@ -600,32 +600,55 @@ class _PatternSet:
                 only: frozenset[str] | None = None, in_text: set[str] | None = None,
                 ) -> list[tuple[str, int, int]]:
         """Every (key, start char, end char) match in the doc; only keys in ``only`` if given."""
-        raw: list[tuple[str, int, int]] = []
         if in_text is None:
             in_text = self.scanner().scan(lowered)
-        if tokens is not None:
-            raw.extend(self.token_pattern_hits(doc, lowered, tokens, only, in_text))
-            start_of, end_of, strings = tokens.start, tokens.end, doc.vocab.strings
-            wanted = only is None or not self._phrase_keys.isdisjoint(only)
-            for phrases in (self.phrases, self.lower_phrases) if wanted else ():
-                if len(phrases):
-                    raw.extend((strings[match_id], start_of(start), end_of(end - 1))
-                               for match_id, start, end in phrases(doc))
-            if only is not None:
-                raw = [m for m in raw if m[0] in only]
-        same_length = len(lowered) == len(text)  # a few characters change length when lower-cased
-        regexes = self.regexes
-        if only is None:
-            order = self._regexes_to_run(in_text)
-        else:
-            order = sorted(i for key in only for i in self._regex_keys.get(key, ()))
-        for i in order:
-            key, on_lower, on_text, gate = regexes[i]
-            if gate and not passes(gate, in_text):
-                continue
-            found = on_lower.finditer(lowered) if on_lower is not None and same_length else on_text.finditer(text)
-            raw.extend((key, m.start(), m.end()) for m in found if m.end() > m.start())
+        raw = self.token_and_phrase_matches(doc, lowered, tokens, only, in_text)
+        raw.extend(self.regex_matches_many([(text, lowered, in_text)], only)[0])
         return raw
+
+    def token_and_phrase_matches(self, doc: Doc, lowered: str, tokens: _TokenArrays | None,
+                                 only: frozenset[str] | None, in_text: set[str]) -> list[tuple[str, int, int]]:
+        """The token patterns' and phrases' (key, start char, end char) matches."""
+        raw: list[tuple[str, int, int]] = []
+        if tokens is None:
+            return raw
+        raw.extend(self.token_pattern_hits(doc, lowered, tokens, only, in_text))
+        start_of, end_of, strings = tokens.start, tokens.end, doc.vocab.strings
+        wanted = only is None or not self._phrase_keys.isdisjoint(only)
+        for phrases in (self.phrases, self.lower_phrases) if wanted else ():
+            if len(phrases):
+                raw.extend((strings[match_id], start_of(start), end_of(end - 1))
+                           for match_id, start, end in phrases(doc))
+        if only is not None:
+            raw = [m for m in raw if m[0] in only]
+        return raw
+
+    def regex_matches_many(self, texts: list[tuple[str, str, set[str]]], only: frozenset[str] | None = None,
+                           ) -> list[list[tuple[str, int, int]]]:
+        """The regexes' (key, start char, end char) matches in each (text, lower-cased text,
+        gate strings it holds), regex by regex over all the texts: each regex's program
+        stays in the CPU's caches for the whole batch. Per text, in the order of the regexes."""
+        regexes = self.regexes
+        if only is not None:
+            fixed = sorted(i for key in only for i in self._regex_keys.get(key, ()))
+        todo: dict[int, list[int]] = {}  # regex -> texts it may match
+        for t, (_text, _lowered, in_text) in enumerate(texts):
+            for i in fixed if only is not None else self._regexes_to_run(in_text):
+                todo.setdefault(i, []).append(t)
+        out: list[list[tuple[str, int, int]]] = [[] for _ in texts]
+        for i in sorted(todo):
+            key, on_lower, on_text, gate = regexes[i]
+            for t in todo[i]:
+                text, lowered, in_text = texts[t]
+                if gate and not passes(gate, in_text):
+                    continue
+                # a few characters change length when lower-cased: then the original text
+                if on_lower is not None and len(lowered) == len(text):
+                    found = on_lower.finditer(lowered)
+                else:
+                    found = on_text.finditer(text)
+                out[t].extend((key, m.start(), m.end()) for m in found if m.end() > m.start())
+        return out
 
 
 class RuleMatcher:
@@ -654,14 +677,32 @@ class RuleMatcher:
         self._scanner = GateScanner(self.positive.gate_strings() | self.exclusions.gate_strings())
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
-        yield from _in_batches(self, docs, batch_size)
+        """Match a batch at a time (the regexes run over the whole batch, one after another)."""
+        for batch in minibatch(docs, size=batch_size):
+            self._match(batch)
+            yield from batch
 
     def __call__(self, doc: Doc) -> Doc:
-        text = doc._.intake_text
-        if text is None:
-            text = doc.text
+        self._match([doc])
+        return doc
+
+    def _match(self, docs: list[Doc]) -> None:
+        """Store each doc's hits in ``doc._.intake_hits``."""
+        prepared = []
+        for doc in docs:
+            text = doc._.intake_text
+            if text is None:
+                text = doc.text
+            lowered = text.lower()
+            # the gate strings of both pattern sets the text holds, found in one scan
+            prepared.append((text, lowered, self._scanner.scan(lowered)))
+        regex_hits = self.positive.regex_matches_many(prepared)
+        for doc, (text, lowered, in_text), from_regexes in zip(docs, prepared, regex_hits):
+            doc._.intake_hits = self._hits(doc, text, lowered, in_text, from_regexes)
+
+    def _hits(self, doc: Doc, text: str, lowered: str, in_text: set[str],
+              from_regexes: list[tuple[str, int, int]]) -> list[Hit]:
         segments = doc._.intake_segments or [Segment("prose", 0, len(text))]
-        lowered = text.lower()
         tokens = _TokenArrays(doc, text, self._anchor_words) if len(doc) else None
         single = segments[0].kind if len(segments) == 1 else None
 
@@ -677,8 +718,9 @@ class RuleMatcher:
             return segment
 
         positives = []
-        in_text = self._scanner.scan(lowered)  # the gate strings of both sets the text holds
-        for rule_id, start, end in self.positive.matches(doc, text, lowered, tokens, in_text=in_text):
+        raw = self.positive.token_and_phrase_matches(doc, lowered, tokens, None, in_text)
+        raw.extend(from_regexes)
+        for rule_id, start, end in raw:
             segment = readable(rule_id, start, end)
             if segment is not None:
                 positives.append((start, rule_id, end, segment))
@@ -698,8 +740,7 @@ class RuleMatcher:
             seen.add((rule_id, start))
             rule = rules[rule_id]
             hits.append(Hit(rule_id, rule.kind, rule.label, start, end, text[start:end], segment, rule.weight))
-        doc._.intake_hits = hits
-        return doc
+        return hits
 
 
 @Language.factory("intake_rule_matcher", default_config={"rules_dir": None})
