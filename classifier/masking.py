@@ -67,12 +67,51 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int | tuple[int, ...]]] = [
     ("license_key", re.compile(r"\b[A-Z0-9]{2,6}(?:-[A-Z0-9]{2,20}){2,7}\b"), 0),
     ("hex_secret", re.compile(r"\b[a-f0-9]{32,128}\b", re.I), 0),
 ]
+#: Characters the patterns' IGNORECASE matches as an ASCII letter although their
+#: lower case is not it ("paſſword"): the gates see them as that letter, or a secret
+#: written with them would pass the gates unseen (İ and the Kelvin sign lower-case to i, k).
+CASE_FOLDS = {0x131: "i", 0x17F: "s"}
 #: per pattern, a test the lower-cased text must pass for the pattern to match (see regex_literals)
 _GATES = [regex_gate(regex.pattern, regex.flags) for _, regex, _ in _PATTERNS]
 _SCANNER = GateScanner(gate_strings(_GATES))
+
+#: Cheap tests (a byte scan, or a regex whose literal first character is searched for in
+#: C) that every text a pattern matches passes; the pattern runs only on a text that
+#: passes. They cover the two patterns no gate covers (no literal in them) and three
+#: gated ones whose keywords ("pass", "key", "license") are common in requests.
+#: Hex: [a-f0-9] ignoring case is exactly ASCII 0-9a-fA-F (no other code point), and a
+#: non-ASCII character becomes "?" (not hex) when encoded, so the bytes have the same runs.
+_HEX_BYTES = bytes(0x78 if chr(b) in "0123456789abcdefABCDEF" else 0x20 for b in range(256))
+
+
+def _hex_run(length: int):
+    run = b"x" * length
+    return lambda text: run in text.encode("ascii", "replace").translate(_HEX_BYTES)
+
+
+_PRETESTS: dict[tuple[str, str], object] = {
+    # (kind, start of the pattern): test
+    # the quote after the separator: "(?:=>|=|:)\s{0,5}([\"'])"
+    ("config_secret", "(?:password"): re.compile(r"(?:=>|=|:)\s{0,5}[\"']").search,
+    ("hex_secret", r"\b(?:key"): _hex_run(16),
+    # the value has a "-" between two of [A-Z0-9] (same class and flag as the pattern)
+    ("license_key", r"\b(?:license"): re.compile(r"-(?<=[A-Z0-9]{2}-)[A-Z0-9]{2}", re.I).search,
+    # a match has two more groups after its first: "-", 2 to 20 of [A-Z0-9], "-", 2 more
+    ("license_key", r"\b[A-Z0-9]"): re.compile(r"-[A-Z0-9]{2,20}-[A-Z0-9]{2}").search,
+    ("hex_secret", r"\b[a-f0-9]"): _hex_run(32),
+}
+_PRETEST = [next((test for (k, start), test in _PRETESTS.items() if k == kind and regex.pattern.startswith(start)), None)
+            for kind, regex, _ in _PATTERNS]
+assert sorted(map(id, filter(None, _PRETEST))) == sorted(map(id, _PRETESTS.values()))  # each used once
+_STEPS = list(zip(_PATTERNS, _GATES, _PRETEST))
+#: a text with none of the gate strings found passes no gate but the empty one
+_UNGATED_STEPS = [step for step in _STEPS if not step[1]]
 # "admin / Qw7!mzP2" on a line that talks about access
 #: (spaces around the slash, so paths, "HTTP/1.1" and dates are not pairs)
 _PAIR = re.compile(r"\b[\w.@-]{2,60}\s{1,3}/\s{1,3}([^\s/]{0,60}[0-9!@#$%^&*][^\s/]{0,60})")
+#: a "/" with whitespace both sides, which every _PAIR match holds (found by a fast
+#: search for "/"; the look-arounds then test its neighbours)
+_SPACED_SLASH = re.compile(r"/(?<=\s/)(?=\s)")
 #: values that are not secrets even after "password:" ("using password: YES" in MySQL errors)
 _NOT_SECRETS = {"yes", "no", "none", "null", "empty", "true", "false", "n/a", "[hidden]", "<hidden>"}
 
@@ -107,9 +146,14 @@ def mask_secrets(text: str) -> MaskResult:
     if not text:
         return MaskResult(text)
     kinds: list[str] = []
-    found = _SCANNER.scan(text.lower())
-    for (kind, regex, group), gate in zip(_PATTERNS, _GATES):
+    lowered = text.lower()
+    if not lowered.isascii():
+        lowered = lowered.translate(CASE_FOLDS)
+    found = _SCANNER.scan(lowered)
+    for (kind, regex, group), gate, pretest in _STEPS if found else _UNGATED_STEPS:
         if gate and not passes(gate, found):
+            continue
+        if pretest is not None and not pretest(text):
             continue
 
         def repl(m: re.Match[str], kind: str = kind, groups: int | tuple[int, ...] = group) -> str:
@@ -124,12 +168,13 @@ def mask_secrets(text: str) -> MaskResult:
             whole = m.group(0)
             return whole[:start] + MASK + whole[end:]
         text = regex.sub(repl, text)
-    if "/" not in text:
+    # _PAIR needs " / " (whitespace both sides): without one no line can change
+    if not _SPACED_SLASH.search(text):
         return MaskResult(text, kinds)
     lines = text.split("\n")
     for i, line in enumerate(lines):
         # a line that talks about access, or had a secret masked already ("password: x, admin / y")
-        if MASK in line or _ACCESS_WORDS.search(line):
+        if _SPACED_SLASH.search(line) and (MASK in line or _ACCESS_WORDS.search(line)):
             def pair(m: re.Match[str]) -> str:
                 value = m.group(1)
                 if (value.startswith("[MASKED") or re.fullmatch(r"[\d./-]+", value) or len(value) < 5

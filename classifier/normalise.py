@@ -40,6 +40,11 @@ _CODE_LINE = re.compile(
     r"|[{}\];]\s*$|(?:SELECT|INSERT|UPDATE|DELETE)\s.{0,200}\b(?:FROM|INTO|SET|WHERE)\b)",
 )
 
+#: any of the line patterns above: a line matching none of them (and not starting with
+#: ">") in the prose part is prose, found with one regex call instead of five
+_ANY_LINE_PATTERN = re.compile("|".join(f"(?{'i' if rx.flags & re.I else ''}:{rx.pattern})"
+                                         for rx in (_FENCE, _QUOTE_HEADER, _SIGNOFF, _DISCLAIMER, _CODE_LINE)))
+
 
 #: spaCy's tokenizer splits prefixes and suffixes one at a time, and its cost grows
 #: with the square (or worse) of a whitespace-free run's length: 8,000 "<" take
@@ -53,11 +58,27 @@ _LONG_WORD = re.compile(r"\S{%d,}" % (MAX_WORD_CHARS + 1))
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+#: Byte tables for defuse's pre-tests, from what ``\w``/``\s`` match in ASCII: "s" for a
+#: symbol ([^\w\s]), "w" for any other non-whitespace character, " " for whitespace.
+#: A text is encoded to ASCII with "?" (a symbol) for every other character, so a run
+#: of symbols or of non-whitespace is never shorter in the bytes than in the text.
+_SYMBOLS = bytes(0x20 if re.match(r"\s", chr(b)) else 0x77 if re.match(r"\w", chr(b)) else 0x73
+                 for b in range(128)) + b"s" * 128
+_NON_SPACE = _SYMBOLS.replace(b"s", b"w")
+
+
 def defuse(text: str) -> str:
     """Make ``text`` safe for the tokenizer: lone surrogates become U+FFFD, long symbol
     runs are cut and long whitespace-free runs split (linear time; see MAX_WORD_CHARS)."""
-    text = _SURROGATE.sub("\ufffd", text)
-    text = _SYMBOL_RUN.sub(lambda m: m.group(0)[:MAX_SYMBOL_RUN], text)
+    if not text.isascii():  # (a surrogate is not ASCII)
+        text = _SURROGATE.sub("\ufffd", text)
+    # each sub runs only on a text its pattern can match (see _SYMBOLS)
+    ascii_bytes = text.encode("ascii", "replace")
+    if b"s" * (MAX_SYMBOL_RUN + 1) in ascii_bytes.translate(_SYMBOLS):
+        text = _SYMBOL_RUN.sub(lambda m: m.group(0)[:MAX_SYMBOL_RUN], text)
+        ascii_bytes = text.encode("ascii", "replace")
+    if len(text) <= MAX_WORD_CHARS or b"w" * (MAX_WORD_CHARS + 1) not in ascii_bytes.translate(_NON_SPACE):
+        return text
     return _LONG_WORD.sub(lambda m: " ".join(m.group(0)[i:i + MAX_WORD_CHARS]
                                              for i in range(0, len(m.group(0)), MAX_WORD_CHARS)), text)
 
@@ -139,6 +160,8 @@ def _line_kinds(lines: list[str]) -> list[str]:
     in_fence = False
     state = "prose"  # becomes "quoted" or "signature" for the rest of the message
     for i, line in enumerate(lines):
+        if state == "prose" and not in_fence and not _ANY_LINE_PATTERN.match(line) and not line.lstrip().startswith(">"):
+            continue  # prose (the steps below would change nothing)
         if _FENCE.match(line):
             kinds[i] = "code"
             in_fence = not in_fence

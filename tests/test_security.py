@@ -470,18 +470,54 @@ def test_every_spec_channel_and_product_still_passes() -> None:
             assert mask_secrets(channel).text == channel and mask_secrets(product).text == product
 
 
-def test_masking_gates_never_skip_a_pattern_that_would_match() -> None:
-    """Each masking pattern is skipped on texts lacking the strings it cannot match
-    without; on every corpus text and look-alike that must change nothing."""
-    from classifier.masking import _GATES, _PATTERNS, _SCANNER
+def _skipped_patterns(text: str) -> list[str]:
+    """The masking patterns that match ``text`` but whose gate or pre-test would skip them."""
+    from classifier.masking import _STEPS, CASE_FOLDS, _SCANNER
     from classifier.regex_literals import passes
 
+    found = _SCANNER.scan(text.lower().translate(CASE_FOLDS))
+    return [kind for (kind, regex, _), gate, pretest in _STEPS
+            if regex.search(text) and not (passes(gate, found) and (pretest is None or pretest(text)))]
+
+
+def test_masking_gates_and_pretests_never_skip_a_pattern_that_would_match() -> None:
+    """Each masking pattern is skipped on texts lacking the strings it cannot match
+    without, or failing its cheap pre-test; on every corpus text and look-alike that
+    must change nothing."""
+    from classifier.masking import _GATES, _PATTERNS, _PRETEST
+
     texts = [e["text"] for e in SECRETS] + LOOKALIKES
-    assert sum(bool(g) for g in _GATES) >= 10
-    matched = 0
-    for (kind, regex, _), gate in zip(_PATTERNS, _GATES):
-        for text in texts:
-            if regex.search(text):
-                matched += 1
-                assert passes(gate, _SCANNER.scan(text.lower())), (kind, text)
+    assert sum(bool(g) for g in _GATES) >= 10 and sum(t is not None for t in _PRETEST) >= 5
+    matched = sum(1 for _, regex, _ in _PATTERNS for text in texts if regex.search(text))
     assert matched > len(SECRETS)
+    assert [(text, _skipped_patterns(text)) for text in texts if _skipped_patterns(text)] == []
+
+
+_SECRETISH = st.lists(st.sampled_from(
+    ["password", "PASS", "key", "token", "License key", "secret", " ", "  ", "\n", ":", "=", "=>", " is ", "-", "/",
+     " / ", "'", '"', "admin", "ftp", "0", "7", "A", "f", "Z", "Qw7!", "deadbeef", "DEADBEEF01234567", "ab12-",
+     "AB12-CD34-", "EF56", "\u017f", "\u0131", "\u212a", "ü", "Ж", "x" * 40]), max_size=30).map("".join)
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(_SECRETISH)
+def test_no_gate_or_pretest_skips_a_match_on_generated_texts(text: str) -> None:
+    assert _skipped_patterns(text) == []
+
+
+def test_letters_that_ignorecase_reads_as_ascii_do_not_hide_a_secret() -> None:
+    """"paſſword" is "password" to the IGNORECASE patterns; the gates must see it so too."""
+    import re
+    import sys
+
+    from classifier.masking import CASE_FOLDS
+
+    for text in ["paſſword: Qw7!mzP2x", "ſecret_key = abcdefgh12345678", "paſſwort: Qw7!mzP2x",
+                 "ftp login: admin\t/\tQw7!mzP2x"]:  # (and a pair around a tab-spaced slash)
+        result = mask_secrets(text)
+        assert result.masked and MASK in result.text and "Qw7!mzP2x" not in result.text and "abcdefgh1" not in result.text
+    ascii_letter = re.compile(r"(?i)[a-z]")
+    odd = {cp for cp in range(0x80, sys.maxunicode + 1)
+           if not 0xD800 <= cp <= 0xDFFF and ascii_letter.fullmatch(chr(cp)) and not chr(cp).lower().isascii()
+           and not any(c.isascii() and c.isalpha() for c in chr(cp).lower())}
+    assert odd == set(CASE_FOLDS)
