@@ -15,7 +15,7 @@ from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA
 from spacy.language import Language
 from spacy.util import minibatch
 
-from .matching import Hit, analyse_docs, build_pipeline
+from .matching import TOKEN_ARRAY_KEY, TOKEN_ATTRS, Hit, analyse_docs, build_pipeline
 from .normalise import NormalisedRequest, normalise
 from .request import Request
 from .rules import RuleSet
@@ -80,22 +80,26 @@ class _LemmaTexts(dict):
 
 
 _LEMMA_TEXTS = _LemmaTexts()
+_IDX, _IS_PUNCT, _IS_SPACE, _LEMMA = (TOKEN_ATTRS.index(a) for a in (IDX, IS_PUNCT, IS_SPACE, LEMMA))
 
 
 def _model_tokens(doc, norm: NormalisedRequest) -> list[str]:
     """Lemmas of the words in the segments the model reads (no punctuation or spaces)."""
     if not len(doc):
         return []
-    arr = doc.to_array([IDX, IS_PUNCT, IS_SPACE, LEMMA])
-    keep = (arr[:, 1] == 0) & (arr[:, 2] == 0)
+    arr = doc.user_data.get(TOKEN_ARRAY_KEY)  # left by the rule matcher
+    if arr is None or len(arr) != len(doc):
+        arr = doc.to_array(TOKEN_ATTRS)
+    starts = arr[:, _IDX]
+    keep = (arr[:, _IS_PUNCT] == 0) & (arr[:, _IS_SPACE] == 0)
     if not norm.segments or any(seg.kind not in MODEL_SEGMENTS for seg in norm.segments):
         inside = np.zeros(len(doc), dtype=bool)
         for seg in norm.segments:
             if seg.kind in MODEL_SEGMENTS:
-                inside |= (arr[:, 0] >= seg.start) & (arr[:, 0] < seg.end)
+                inside |= (starts >= seg.start) & (starts < seg.end)
         keep &= inside
     _LEMMA_TEXTS.strings = doc.vocab.strings  # for hashes not yet in the table
-    return list(map(_LEMMA_TEXTS.__getitem__, arr[keep, 3].tolist()))
+    return list(map(_LEMMA_TEXTS.__getitem__, arr[keep, _LEMMA].tolist()))
 
 
 @lru_cache(maxsize=4)

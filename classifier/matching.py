@@ -28,7 +28,7 @@ from typing import Any, Callable, Container, Iterable, Iterator
 
 import numpy as np
 import spacy
-from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, LEMMA, LOWER, SPACY
+from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, SPACY
 from spacy.language import Language
 import spacy_lookups_data
 from spacy.lookups import load_lookups
@@ -121,21 +121,25 @@ def make_lemmatizer(nlp: Language, name: str) -> LowercaseLemmatizer:
     return LowercaseLemmatizer(nlp, name)
 
 
-#: What ``_TokenArrays`` reads of a doc, in one ``to_array`` call (each call costs ~3 µs).
-_ARRAY_ATTRS = [LOWER, LEMMA, IDX, SPACY, IS_PUNCT, IS_ALPHA, IS_DIGIT]
+#: What the rule matcher (``_TokenArrays``) and the model's features read of each
+#: token, in one ``to_array`` call per doc (each call costs ~3 µs and more).
+TOKEN_ATTRS = [LOWER, LEMMA, IDX, SPACY, IS_PUNCT, IS_ALPHA, IS_DIGIT, IS_SPACE]
+#: ``doc.user_data`` key under which the rule matcher leaves that array for later stages
+TOKEN_ARRAY_KEY = "intake_token_array"
 
 
 class _TokenArrays:
     """Per token of a doc: lower-case and lemma hashes, character offsets, flags, and
     where each word of interest (an anchor of some token pattern) occurs."""
 
-    __slots__ = ("lowers", "lemmas", "positions", "_idx", "_spaces", "_flags", "_length", "_columns")
+    __slots__ = ("array", "lowers", "lemmas", "positions", "_idx", "_spaces", "_flags", "_length", "_columns")
 
     def __init__(self, doc: Doc, text: str, wanted: Container[int] = ()) -> None:
-        arr = doc.to_array(_ARRAY_ATTRS)
+        arr = doc.to_array(TOKEN_ATTRS)
+        self.array = arr
         self.lowers, self.lemmas = arr[:, :2].T.tolist()
         # offsets and flags stay arrays: a doc needs a few offsets, and flags only for some patterns
-        self._idx, self._spaces, self._flags = arr[:, 2], arr[:, 3], arr[:, 4:]
+        self._idx, self._spaces, self._flags = arr[:, 2], arr[:, 3], arr[:, 4:7]
         self._columns: list[list[int]] | None = None
         self._length = len(text)
         positions: dict[int, list[int]] = {}
@@ -704,6 +708,8 @@ class RuleMatcher:
               from_regexes: list[tuple[str, int, int]]) -> list[Hit]:
         segments = doc._.intake_segments or [Segment("prose", 0, len(text))]
         tokens = _TokenArrays(doc, text, self._anchor_words) if len(doc) else None
+        if tokens is not None:
+            doc.user_data[TOKEN_ARRAY_KEY] = tokens.array  # the model's features read it too
         single = segments[0].kind if len(segments) == 1 else None
 
         def readable(rule_id: str, start: int, end: int) -> str | None:
