@@ -58,9 +58,10 @@ rules:
       - tokens: [{LEMMA: {IN: [restore, recover]}}, {LOWER: {IN: [the, our]}}, {LOWER: {IN: [portal, intranet]}}]
     exclude:
       - backup
+      - regex: '\\bsnapshot\\s+#?\\d+'
     examples:
       match: ["Please help us restore the portal, it crashed."]
-      no_match: ["Please restore the portal from the backup."]
+      no_match: ["Please restore the portal from the backup.", "Restore the portal to snapshot #12, please."]
 """
 
 
@@ -212,6 +213,11 @@ def test_instruction_hidden_in_html_comment_is_found(analyser: Analyser) -> None
 def test_exclusion_suppresses_the_rule(local: Analyser) -> None:
     assert ids_of(local, "Please help us restore the portal, it crashed at night.") == {"3.4.in.1#restore_portal"}
     assert ids_of(local, "Please help us restore the portal from the backup of Friday.") == set()
+
+
+def test_exclusion_regex_suppresses_the_rule(local: Analyser) -> None:
+    assert ids_of(local, "Please help us restore the portal to snapshot 12 from Monday.") == set()
+    assert ids_of(local, "Please help us restore the portal, the snapshot was taken at 12.") == {"3.4.in.1#restore_portal"}
 
 
 def test_exclusion_only_counts_in_segments_the_rule_reads(local: Analyser) -> None:
