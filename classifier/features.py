@@ -63,14 +63,14 @@ class Analyser:
 
 class _LemmaTexts(dict):
     """Lemma hash -> its text, kept once looked up: the StringStore decodes a new str
-    each time, and a request asks for some fifty. A hash names the same string in every
-    vocabulary, so one table serves all pipelines; it is emptied when it grows large."""
+    each time, and a request asks for some fifty. One table per StringStore (so threads
+    classifying with different rules folders never share one); emptied when it grows large."""
 
     MAX_SIZE = 200_000
 
-    def __init__(self) -> None:
+    def __init__(self, strings) -> None:
         super().__init__()
-        self.strings = None
+        self.strings = strings
 
     def __missing__(self, key: int) -> str:
         if len(self) >= self.MAX_SIZE:
@@ -79,7 +79,18 @@ class _LemmaTexts(dict):
         return text
 
 
-_LEMMA_TEXTS = _LemmaTexts()
+_LEMMA_TEXTS: dict[int, _LemmaTexts] = {}  # id of a StringStore -> its table (which keeps the store alive)
+
+
+def _lemma_texts(strings) -> _LemmaTexts:
+    table = _LEMMA_TEXTS.get(id(strings))
+    if table is None:
+        if len(_LEMMA_TEXTS) >= 8:  # pipelines come and go (tests, retraining): keep a few
+            _LEMMA_TEXTS.clear()
+        table = _LEMMA_TEXTS[id(strings)] = _LemmaTexts(strings)
+    return table
+
+
 _IDX, _IS_PUNCT, _IS_SPACE, _LEMMA = (TOKEN_ATTRS.index(a) for a in (IDX, IS_PUNCT, IS_SPACE, LEMMA))
 
 
@@ -98,8 +109,7 @@ def _model_tokens(doc, norm: NormalisedRequest) -> list[str]:
             if seg.kind in MODEL_SEGMENTS:
                 inside |= (starts >= seg.start) & (starts < seg.end)
         keep &= inside
-    _LEMMA_TEXTS.strings = doc.vocab.strings  # for hashes not yet in the table
-    return list(map(_LEMMA_TEXTS.__getitem__, arr[keep, _LEMMA].tolist()))
+    return list(map(_lemma_texts(doc.vocab.strings).__getitem__, arr[keep, _LEMMA].tolist()))
 
 
 @lru_cache(maxsize=4)
