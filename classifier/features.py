@@ -15,7 +15,7 @@ from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA
 from spacy.language import Language
 from spacy.util import minibatch
 
-from .matching import TOKEN_ARRAY_KEY, TOKEN_ATTRS, Hit, analyse_docs, build_pipeline
+from .matching import TOKEN_ARRAY_KEY, TOKEN_ATTRS, Hit, analyse_docs, build_pipeline, get_ext
 from .normalise import NormalisedRequest, normalise
 from .request import Request
 from .rules import RuleSet
@@ -58,7 +58,7 @@ class Analyser:
         for batch in minibatch(requests, size=batch_size):
             norms = [normalise(req.text, req.subject) for req in batch]
             for req, norm, doc in zip(batch, norms, analyse_docs(self.nlp, norms, batch_size=batch_size)):
-                yield Analysed(req, norm, list(doc._.intake_hits), _model_tokens(doc, norm))
+                yield Analysed(req, norm, list(get_ext(doc, "intake_hits")), _model_tokens(doc, norm))
 
 
 class _LemmaTexts(dict):

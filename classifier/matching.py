@@ -50,6 +50,36 @@ if not Doc.has_extension("intake_text"):  # the text, when known, so it need not
     Doc.set_extension("intake_text", default=None)
 
 
+def _user_data_layout_holds() -> bool:
+    """Whether ``doc._.<name>`` keeps its value in ``doc.user_data`` under spaCy's key
+    ``("._.", name, None, None)``, checked once on a throwaway doc."""
+    from spacy.vocab import Vocab
+
+    probe = Doc(Vocab(), words=["probe"])
+    probe._.intake_text = "probe"
+    return probe.user_data.get(("._.", "intake_text", None, None)) == "probe"
+
+
+if _user_data_layout_holds():
+    # read and written in doc.user_data directly: each ``doc._`` access builds an
+    # Underscore object (~1 µs), and a request takes six of them
+    def get_ext(doc: Doc, name: str) -> Any:
+        """``doc._.<name>`` (None when unset: every intake extension defaults to None)."""
+        return doc.user_data.get(("._.", name, None, None))
+
+    def set_ext(doc: Doc, name: str, value: Any) -> None:
+        """``doc._.<name> = value``."""
+        doc.user_data[("._.", name, None, None)] = value
+else:  # pragma: no cover  # another spaCy layout: the public way
+    def get_ext(doc: Doc, name: str) -> Any:
+        """``doc._.<name>``."""
+        return getattr(doc._, name)
+
+    def set_ext(doc: Doc, name: str, value: Any) -> None:
+        """``doc._.<name> = value``."""
+        setattr(doc._, name, value)
+
+
 @dataclass(frozen=True)
 class Hit:
     """One rule firing on one span of the request."""
@@ -446,7 +476,11 @@ class _PatternSet:
         # regexes without a gate, and by each string of their gate's first set (built on first use)
         self._regex_plan: tuple[list[int], dict[str, list[int]]] | None = None
 
-    def add(self, nlp: Language, lemmatize, rule: Rule, key: str, index: int, pattern) -> None:
+    def add(self, nlp: Language, lemmatize, rule: Rule, key: str, index: int, pattern,
+            phrases_into: "_PatternSet | None" = None) -> None:
+        """Compile ``pattern`` under ``key``; what becomes a phrase lookup goes to the
+        phrase matchers of ``phrases_into`` (default: this set's own)."""
+        lookups = self if phrases_into is None else phrases_into
         if pattern.kind == "tokens":
             matcher = Matcher(nlp.vocab, validate=True)
             try:
@@ -459,9 +493,9 @@ class _PatternSet:
             variants = _phrase_variants(pattern.value, forms_of)
             if variants is not None:  # same matches, found by hashing instead of by the Matcher
                 attr, words = variants
-                target = self.phrases if attr == "LEMMA" else self.lower_phrases
+                target = lookups.phrases if attr == "LEMMA" else lookups.lower_phrases
                 target.add(key, [Doc(nlp.vocab, words=w, lemmas=w if attr == "LEMMA" else None) for w in words])
-                self._phrase_keys.add(key)
+                lookups._phrase_keys.add(key)
                 return
             strings = nlp.vocab.strings
             stop = nlp.Defaults.stop_words
@@ -498,8 +532,8 @@ class _PatternSet:
             doc = nlp.make_doc(pattern.value)
             if lemmatize is not None:
                 doc = lemmatize(doc)
-            self.phrases.add(key, [doc])
-            self._phrase_keys.add(key)
+            lookups.phrases.add(key, [doc])
+            lookups._phrase_keys.add(key)
         else:
             own = (frozenset(s.lower() for s in pattern.requires),) if pattern.requires else ()
             gate = own + regex_gate(pattern.value)
@@ -674,7 +708,10 @@ class RuleMatcher:
             for index, pattern in enumerate(rule.patterns, 1):
                 self.positive.add(nlp, lemmatize, rule, rule.id, index, pattern)
             for index, pattern in enumerate(rule.exclude, 1):
-                self.exclusions.add(nlp, lemmatize, rule, rule.id + "!x", index, pattern)
+                # exclusion phrases share the positive phrase matchers: one lookup finds
+                # both (its cost hardly grows with the phrases), applied where the rule fired
+                self.exclusions.add(nlp, lemmatize, rule, rule.id + "!x", index, pattern, phrases_into=self.positive)
+        self._exclusion_keys = frozenset(self._exclusion_key.values())
         # every word either set indexes, so a doc's token positions are found once for both
         self._anchor_words = frozenset(self.positive._anchor_bits) | frozenset(self.exclusions._anchor_bits)
         # and every string their gates test for, so a doc is scanned once for both
@@ -694,7 +731,7 @@ class RuleMatcher:
         """Store each doc's hits in ``doc._.intake_hits``."""
         prepared = []
         for doc in docs:
-            text = doc._.intake_text
+            text = get_ext(doc, "intake_text")
             if text is None:
                 text = doc.text
             lowered = text.lower()
@@ -702,11 +739,11 @@ class RuleMatcher:
             prepared.append((text, lowered, self._scanner.scan(lowered)))
         regex_hits = self.positive.regex_matches_many(prepared)
         for doc, (text, lowered, in_text), from_regexes in zip(docs, prepared, regex_hits):
-            doc._.intake_hits = self._hits(doc, text, lowered, in_text, from_regexes)
+            set_ext(doc, "intake_hits", self._hits(doc, text, lowered, in_text, from_regexes))
 
     def _hits(self, doc: Doc, text: str, lowered: str, in_text: set[str],
               from_regexes: list[tuple[str, int, int]]) -> list[Hit]:
-        segments = doc._.intake_segments or [Segment("prose", 0, len(text))]
+        segments = get_ext(doc, "intake_segments") or [Segment("prose", 0, len(text))]
         tokens = _TokenArrays(doc, text, self._anchor_words) if len(doc) else None
         if tokens is not None:
             doc.user_data[TOKEN_ARRAY_KEY] = tokens.array  # the model's features read it too
@@ -724,16 +761,24 @@ class RuleMatcher:
             return segment
 
         positives = []
+        exclusion_phrases = []  # (key, start, end) of exclusion phrases, found with the positive ones
         raw = self.positive.token_and_phrase_matches(doc, lowered, tokens, None, in_text)
         raw.extend(from_regexes)
-        for rule_id, start, end in raw:
+        exclusion_keys = self._exclusion_keys
+        for match in raw:
+            rule_id, start, end = match
+            if rule_id in exclusion_keys:
+                exclusion_phrases.append(match)
+                continue
             segment = readable(rule_id, start, end)
             if segment is not None:
                 positives.append((start, rule_id, end, segment))
         fired = {self._exclusion_key[p[1]] for p in positives if p[1] in self._exclusion_key}
         excluded: set[str] = set()
         if fired:
-            for key, start, end in self.exclusions.matches(doc, text, lowered, tokens, frozenset(fired), in_text):
+            matches = [m for m in exclusion_phrases if m[0] in fired]
+            matches += self.exclusions.matches(doc, text, lowered, tokens, frozenset(fired), in_text)
+            for key, start, end in matches:
                 rule_id = key[:-2]
                 if rule_id not in excluded and readable(rule_id, start, end) is not None:
                     excluded.add(rule_id)
@@ -770,8 +815,8 @@ def analyse_docs(nlp: Language, requests: Iterable[NormalisedRequest], batch_siz
     def docs() -> Iterator[Doc]:
         for req in requests:
             doc = nlp.make_doc(req.text)
-            doc._.intake_segments = req.segments
-            doc._.intake_text = req.text
+            set_ext(doc, "intake_segments", req.segments)
+            set_ext(doc, "intake_text", req.text)
             yield doc
     yield from nlp.pipe(docs(), batch_size=batch_size)
 

@@ -18,7 +18,7 @@ from spacy.tokens import Doc
 from classifier.features import Analyser
 from classifier.errors import RulesError
 from classifier.matching import Hit, RuleMatcher, _TokenArrays, analyse_docs, build_pipeline
-from classifier.normalise import normalise
+from classifier.normalise import Segment, normalise
 from classifier.regex_literals import necessary_literals, passes
 from classifier.regex_trie import compile_trie
 from classifier.request import Request
@@ -254,6 +254,21 @@ def test_component_without_segments_reads_everything_as_prose(local_rules: Path)
     nlp.add_pipe("intake_rule_matcher", config={"rules_dir": str(local_rules)})
     doc = nlp("> On Mon, support wrote:\n> Installing the module hangs.")
     assert [h.segment for h in doc._.intake_hits] == ["prose"]
+
+
+def test_component_reads_segments_set_through_the_public_extension(local_rules: Path) -> None:
+    """The matcher reads its extensions from ``doc.user_data`` directly; what a caller
+    sets with ``doc._.intake_segments`` must be what it reads."""
+    nlp = spacy.blank("en")
+    nlp.add_pipe("intake_lemmatizer")
+    nlp.add_pipe("intake_rule_matcher", config={"rules_dir": str(local_rules)})
+    text = "Installing the module hangs."
+    for kind, expected in (("quoted", []), ("prose", ["3.1.in.1#module_phrase"])):
+        doc = nlp.make_doc(text)
+        doc._.intake_segments = [Segment(kind, 0, len(text))]  # clause rules do not read quoted replies
+        for _name, component in nlp.pipeline:
+            doc = component(doc)
+        assert [h.rule_id for h in doc._.intake_hits] == expected
 
 
 # ------------------------------------------------------------------ windowed matcher == plain Matcher
