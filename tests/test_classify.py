@@ -3,6 +3,7 @@ results valid against the published JSON Schema, and a 10,000-row batch with
 malformed rows through the CLI."""
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 from pathlib import Path
@@ -104,6 +105,39 @@ def test_classify_many_keeps_input_order_and_numbers_rows_without_id(clf):
                                 "message": "[E031] row 4: field 'text' is missing or empty."}
     assert results[0].category == results[5].category and "urgent_recovery" in results[0].flags
     assert results[1].category == "development"
+
+
+def test_classify_many_pauses_the_collector_per_batch_and_restores_it(clf, monkeypatch):
+    import classifier.classify as classify_module
+
+    seen = []
+    real_decide = classify_module.decide
+
+    def recording_decide(analysed, probas):
+        seen.append(gc.isenabled())
+        return real_decide(analysed, probas)
+
+    monkeypatch.setattr(classify_module, "decide", recording_decide)
+    assert gc.isenabled()
+    results = list(clf.classify_many([HACKED, PAYMENT, QUESTION], batch_size=2))
+    assert [r.ok for r in results] == [True, True, True]
+    assert seen == [False, False, False]  # off while a batch is worked out
+    assert gc.isenabled()                 # and on again once it is handed on
+
+    gc.disable()  # a caller that keeps it off finds it off
+    try:
+        list(clf.classify_many([QUESTION]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+    def failing_decide(analysed, probas):
+        raise RuntimeError("decide failed")
+
+    monkeypatch.setattr(classify_module, "decide", failing_decide)
+    with pytest.raises(RuntimeError, match="decide failed"):
+        list(clf.classify_many([QUESTION]))
+    assert gc.isenabled()  # restored when the batch fails too
 
 
 def test_classify_many_same_answers_as_classify(clf):
