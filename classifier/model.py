@@ -19,7 +19,6 @@ from scipy.special import expit
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
-from sklearn.utils.extmath import safe_sparse_dot, softmax
 from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 from sklearn.utils.validation import check_is_fitted
 
@@ -174,11 +173,21 @@ def _predict_proba(clf: Any, X: Any) -> np.ndarray:
     a service classifies (X is the sparse matrix this model just built)."""
     if type(clf) is not LogisticRegression:
         return clf.predict_proba(X)
-    scores = safe_sparse_dot(X, clf.coef_.T, dense_output=True) + clf.intercept_
+    scores = X @ clf.coef_.T + clf.intercept_  # what safe_sparse_dot does for a sparse X
     if len(clf.classes_) <= 2:
         p = expit(scores.ravel())
         return np.vstack([1 - p, p]).T
-    return softmax(scores, copy=False)
+    return _softmax(scores)
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    """``sklearn.utils.extmath.softmax(scores, copy=False)`` for a numpy array, in place:
+    the same operations in the same order (so the same bits), without its array-API
+    dispatch (~7 µs a call, and a batch makes one call per output)."""
+    scores -= scores.max(axis=1).reshape(-1, 1)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1).reshape(-1, 1)
+    return scores
 
 
 def _tfidf_transform(vec: TfidfVectorizer, docs: list[list[str]]):

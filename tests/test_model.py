@@ -261,6 +261,23 @@ def test_probabilities_without_sklearn_input_checks_equal_predict_proba(n_classe
     np.testing.assert_allclose(_predict_proba(clf, X), clf.predict_proba(X), rtol=1e-6, atol=1e-7)
 
 
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_gives_sklearn_softmax_bit_for_bit(dtype) -> None:
+    """The local softmax skips sklearn's array-API dispatch; its numbers must be the very
+    same bits, so results stay byte-identical (wide and tied scores included)."""
+    from sklearn.utils.extmath import softmax
+
+    from classifier.model import _softmax
+
+    rng = np.random.default_rng(3)
+    scores = (rng.normal(size=(300, 42)) * rng.choice([0.01, 1.0, 30.0], size=(300, 1))).astype(dtype)
+    scores[0] = 1.5  # every class tied
+    expected = softmax(scores.copy(), copy=False)
+    got = _softmax(scores.copy())
+    assert got.dtype == expected.dtype
+    assert np.array_equal(got, expected)
+
 def test_tfidf_without_sklearn_input_checks_equals_transform() -> None:
     """The model builds its tf-idf rows itself (same reason); they must be sklearn's,
     for empty requests and words it never saw too."""
