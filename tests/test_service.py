@@ -570,3 +570,35 @@ def test_limits_must_be_positive() -> None:
     with pytest.raises(IntakeError, match=re.escape("[E028] Parameter max_batch=0 is not allowed. "
                                                     "Possible values: a whole number >= 1")):
         ServiceLimits(max_batch=0)
+
+
+def test_valid_single_requests_are_answered_directly_exactly_as_the_route_answers(local: Classifier) -> None:
+    """POST /v1/classify answers a valid body in the request gate, without FastAPI's
+    routing; every other body goes on to the route. Both ways must give the very same
+    bytes, status and content type, and the direct way must really be taken."""
+    direct_app, route_app = create_app(local), create_app(local)
+    (gate,) = [m for m in direct_app.user_middleware if m.cls is service.RequestGate]
+    answered = []
+    direct = gate.kwargs["direct"]["/v1/classify"]
+
+    async def counting(body: bytes):
+        answer = await direct(body)
+        answered.append(answer is not None)
+        return answer
+
+    gate.kwargs["direct"] = {"/v1/classify": counting}
+    (route_gate,) = [m for m in route_app.user_middleware if m.cls is service.RequestGate]
+    route_gate.kwargs["direct"] = {}  # everything through FastAPI's route
+    valid = [PORTAL_DOWN, UPDATE_STUCK, OPEN_CHANNELS, WITH_PASSWORD,
+             {"id": 4711, "text": "CRM export to Excel is empty since 24.300", "subject": "", "attachments": ["a.bmp"]},
+             {"text": "Calendar sync with Google stopped", "product": "cloud", "unknown_field": 1}]
+    invalid = [b"{not json", b"[1, 2]", b"null", b'{"text": ""}', b'{"text": 5}', b'{"subject": "no text"}',
+               json.dumps({"text": "x", "attachments": "one.png"}).encode(), b'{"text": "ok", "channel": "fax"}']
+    bodies = [json.dumps(b).encode() for b in valid] + invalid
+    with TestClient(direct_app) as fast, TestClient(route_app) as routed:
+        for body in bodies:
+            a = fast.post("/v1/classify", content=body, headers={**JSON, "x-request-id": "same-id"})
+            b = routed.post("/v1/classify", content=body, headers={**JSON, "x-request-id": "same-id"})
+            assert (a.status_code, a.headers["content-type"], a.content) == (
+                b.status_code, b.headers["content-type"], b.content), body[:60]
+    assert answered == [True] * len(valid) + [False] * len(invalid)
