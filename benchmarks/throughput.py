@@ -29,7 +29,8 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 import spacy  # noqa: E402
 
-from classifier.classify import Classifier, collector_paused  # noqa: E402
+from classifier.classify import Classifier  # noqa: E402
+from classifier.collector import collector_paused  # noqa: E402
 from classifier.decide import decide  # noqa: E402
 from classifier.normalise import normalise  # noqa: E402
 from classifier.request import Request  # noqa: E402

@@ -7,11 +7,9 @@ The flow a request takes, one module per stage: normalise and mask
 """
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import re
-from contextlib import contextmanager
 from dataclasses import replace
 from itertools import islice
 from pathlib import Path
@@ -21,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from . import spec
+from .collector import collector_paused
 from .decide import Decision, decide
 from .errors import InputError
 from .features import Analysed, Analyser
@@ -137,26 +136,6 @@ class Classifier:
             missing_info=d.missing_info, delay_reasons=d.delay_reasons, flags=d.flags,
             confidence=d.confidence, needs_review=d.needs_review, explanation=explanation,
             suggested_reply=reply)
-
-
-@contextmanager
-def collector_paused() -> Iterator[None]:
-    """Python's automatic garbage collection off for the block, then as the caller had it.
-
-    A batch keeps some thousands of young objects alive at once (docs, hits,
-    explanations), all freed by reference counting once the batch is done. Collections
-    in between walk them all, and move the survivors to older generations, whose full
-    collections then walk the loaded model too: measured on ``classify_many``, GC took
-    6-12% of the time, ~1% with it paused per batch. Garbage in reference cycles made
-    meanwhile is collected by the first collection after the block.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:  # another thread's block may have paused it first: then that one restores it
-            gc.enable()
 
 
 def _templates_file(files: list[Path]) -> Path:

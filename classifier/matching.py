@@ -36,6 +36,7 @@ from spacy.matcher import Matcher, PhraseMatcher
 from spacy.tokens import Doc
 from spacy.util import load_language_data, minibatch
 
+from .collector import collector_paused
 from .errors import Errors, RulesError
 from .normalise import NormalisedRequest, Segment
 from .regex_literals import Gate, GateScanner, gate_strings, passes, regex_gate
@@ -141,8 +142,9 @@ def _in_batches(component: Callable[[Doc], Doc], docs: Iterable[Doc], batch_size
     matcher taking turns per doc evict each other's data from the CPU caches (measured:
     the tokenizer 40% and the matcher ~15% slower interleaved than each run over a batch)."""
     for batch in minibatch(docs, size=batch_size):
-        for doc in batch:
-            component(doc)
+        with collector_paused():
+            for doc in batch:
+                component(doc)
         yield from batch
 
 
@@ -729,6 +731,10 @@ class RuleMatcher:
 
     def _match(self, docs: list[Doc]) -> None:
         """Store each doc's hits in ``doc._.intake_hits``."""
+        with collector_paused():
+            self._match_batch(docs)
+
+    def _match_batch(self, docs: list[Doc]) -> None:
         prepared = []
         for doc in docs:
             text = get_ext(doc, "intake_text")

@@ -480,3 +480,28 @@ def test_token_sequences_find_what_the_matcher_finds(analyser: Analyser) -> None
             if expected:
                 matched.add(i)
     assert len(matched) >= 150  # most patterns were compared on texts they match
+
+
+def test_pipeline_components_pause_the_collector_per_batch_and_restore_it(local_rules: Path, monkeypatch) -> None:
+    import gc
+
+    nlp = build_pipeline(local_rules)
+    matcher = nlp.get_pipe("intake_rule_matcher")
+    seen = []
+    real_hits = matcher._hits
+
+    def recording_hits(*args):
+        seen.append(gc.isenabled())
+        return real_hits(*args)
+
+    monkeypatch.setattr(matcher, "_hits", recording_hits)
+    assert gc.isenabled()
+    docs = list(analyse_docs(nlp, [normalise("Installing the module hangs."), normalise("Restore our intranet please.")]))
+    assert [[h.rule_id for h in d._.intake_hits] for d in docs] == [["3.1.in.1#module_phrase"], ["3.4.in.1#restore_portal"]]
+    assert seen == [False, False] and gc.isenabled()
+    gc.disable()  # kept off by a caller: still off afterwards
+    try:
+        list(analyse_docs(nlp, [normalise("Installing the module hangs.")]))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
