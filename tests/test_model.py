@@ -261,7 +261,6 @@ def test_probabilities_without_sklearn_input_checks_equal_predict_proba(n_classe
     np.testing.assert_allclose(_predict_proba(clf, X), clf.predict_proba(X), rtol=1e-6, atol=1e-7)
 
 
-
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_softmax_gives_sklearn_softmax_bit_for_bit(dtype) -> None:
     """The local softmax skips sklearn's array-API dispatch; its numbers must be the very
