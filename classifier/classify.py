@@ -23,6 +23,7 @@ from .collector import collector_paused
 from .decide import Decision, decide
 from .errors import InputError
 from .features import Analysed, Analyser
+from .locations import Source, model_source, rules_source
 from .model import RequestModel
 from .model_files import load_model
 from .reply import check_templates, write_reply
@@ -39,10 +40,13 @@ class Classifier:
     """Rules plus (optionally) a trained model; classifies requests per SPEC."""
 
     def __init__(self, analyser: Analyser, model: RequestModel | None = None,
-                 manifest: dict[str, Any] | None = None) -> None:
+                 manifest: dict[str, Any] | None = None,
+                 sources: dict[str, Source] | None = None) -> None:
         self.analyser = analyser
         self.model = model
         self.manifest = manifest or {}
+        #: Where the rules and model came from (``rules``, ``model``): path and origin.
+        self.sources = sources or {}
         ruleset = analyser.ruleset
         check_templates(ruleset.templates, _templates_file(ruleset.files))
         self.templates = ruleset.templates
@@ -53,13 +57,16 @@ class Classifier:
     @classmethod
     def load(cls, path: str | Path | None = None, *, rules_dir: str | Path | None = None,
              use_model: bool = True) -> "Classifier":
-        """The bundled model and rules unless told otherwise; ``use_model=False`` is rules alone."""
-        analyser = Analyser(rules_dir)
+        """The model and rules given, else those named by ``$INTAKE_MODEL`` and
+        ``$INTAKE_RULES``, else the bundled ones; ``use_model=False`` is rules alone."""
+        rules = rules_source(rules_dir)
+        analyser = Analyser(rules.path)
         if not use_model:
-            return cls(analyser)
-        model, manifest = load_model(path)
+            return cls(analyser, sources={"rules": rules})
+        model_from = model_source(path)
+        model, manifest = load_model(model_from.path)
         model.rules_dir = None if rules_dir is None else str(rules_dir)
-        return cls(analyser, model, manifest)
+        return cls(analyser, model, manifest, sources={"rules": rules, "model": model_from})
 
     @property
     def rules_digest(self) -> str:

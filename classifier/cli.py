@@ -15,9 +15,10 @@ from . import spec
 from .errors import Errors, IntakeError
 
 RULES_OPTION = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
-                            help="Rules folder (default: the bundled rules/).")
+                            help="Rules folder (default: $INTAKE_RULES, else the bundled rules).")
 MODEL_OPTION = click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
-                            help="Model folder with model.joblib and manifest.json (default: the bundled models/).")
+                            help="Model folder with model.joblib and manifest.json "
+                                 "(default: $INTAKE_MODEL, else the bundled model).")
 
 
 def _fail(exc: Exception) -> None:
@@ -25,8 +26,47 @@ def _fail(exc: Exception) -> None:
     sys.exit(1)
 
 
+def _labelled_data(data_path: Path | None) -> Path:
+    """``--data``, else the checkout's labelled corpus (not part of an installed package)."""
+    from . import dataset
+
+    if data_path is not None:
+        return data_path
+    if not dataset.DEFAULT_DATA.exists():
+        _fail(Errors.E080)
+    return dataset.DEFAULT_DATA
+
+
+def _print_version(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    """``intake --version``: the package, and which rules and model a command run now would use."""
+    if not value or ctx.resilient_parsing:
+        return
+    from importlib.metadata import version
+
+    from .locations import model_source, rules_source
+    from .model_files import read_manifest
+    from .rules import load_rules
+
+    click.echo(f"intake-classifier {version('intake-classifier')}")
+    rules = rules_source()
+    try:
+        ruleset = load_rules(rules.path)
+        click.echo(f"rules: digest {ruleset.digest[:12]}, {len(ruleset.rules)} rules, {rules.origin} ({rules.path})")
+    except IntakeError as exc:
+        click.echo(f"rules: {rules.origin} ({rules.path}): {exc}")
+    model = model_source()
+    try:
+        manifest = read_manifest(model.path)
+        click.echo(f"model: sha256 {str(manifest['model_sha256'])[:12]}, trained {manifest.get('trained_at', '?')}, "
+                   f"{model.origin} ({model.path})")
+    except IntakeError as exc:
+        click.echo(f"model: {model.origin} ({model.path}): {exc}")
+    ctx.exit()
+
+
 @click.group()
-@click.version_option(package_name="intake-classifier")
+@click.option("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+              help="Show the version and which rules and model are in use, then exit.")
 def main() -> None:
     """Pre-screen support requests against the Bitrix24 SLA."""
 
@@ -92,7 +132,7 @@ def rules_report(data_path, out_path, text_col, label_col, rules_dir) -> None:
     from . import analysis, dataset
 
     try:
-        report = analysis.rule_report(data_path or dataset.DEFAULT_DATA, text_col=text_col,
+        report = analysis.rule_report(_labelled_data(data_path), text_col=text_col,
                                       label_col=label_col, rules_dir=rules_dir)
     except IntakeError as exc:
         _fail(exc)
@@ -104,6 +144,32 @@ def rules_report(data_path, out_path, text_col, label_col, rules_dir) -> None:
     if out_path is not None:
         report.to_csv(out_path, float_format="%.4f")
         click.echo(f"report written to {out_path}")
+
+
+@rules.command("export")
+@click.argument("folder", type=click.Path(path_type=Path))
+@RULES_OPTION
+def rules_export(folder: Path, rules_dir: Path | None) -> None:
+    """Copy the rules in use (the bundled ones by default) into FOLDER to edit them;
+    then use them with --rules FOLDER or INTAKE_RULES=FOLDER."""
+    import shutil
+
+    from .locations import rules_source
+    from .rules import load_rules
+
+    source = rules_source(rules_dir)
+    try:
+        ruleset = load_rules(source.path)
+    except IntakeError as exc:
+        _fail(exc)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        _fail(Errors.E082.format(path=folder))
+    for path in ruleset.files:
+        target = folder / path.relative_to(source.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    click.echo(f"{len(ruleset.files)} rules files ({source.origin}, digest {ruleset.digest[:12]}) copied to {folder}; "
+               f"edit them, run `intake rules check --rules {folder}`, then use --rules {folder}")
 
 
 @main.command()
@@ -154,7 +220,7 @@ def data_stats(data_path: Path | None) -> None:
     from . import dataset
 
     try:
-        df = dataset.read_labelled(data_path or dataset.DEFAULT_DATA)
+        df = dataset.read_labelled(_labelled_data(data_path))
     except IntakeError as exc:
         _fail(exc)
     click.echo(f"{len(df)} rows")
@@ -291,7 +357,7 @@ def schema() -> None:
 @click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
               help="Labelled requests, JSONL or CSV (default: data/tickets.jsonl).")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
-              help="Model folder to write (default: the bundled models/).")
+              help="Model folder to write (default in a source checkout: models/).")
 @click.option("--text-col", default="text", show_default=True, help="Column holding the request text.")
 @click.option("--label-col", default=None, help="Train a category model on this column of your own labels.")
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
@@ -303,9 +369,9 @@ def train(data_path, out_dir, text_col, label_col, params, rules_dir) -> None:
     import time
 
     from . import dataset, training
-    from .model_files import DEFAULT_MODEL_DIR
-
+    from .locations import is_bundled_in_package
     from .model import RequestModel
+    from .model_files import DEFAULT_MODEL_DIR
 
     chosen = {}
     allowed = sorted(k for k in RequestModel().get_params() if k != "rules_dir")
@@ -319,15 +385,19 @@ def train(data_path, out_dir, text_col, label_col, params, rules_dir) -> None:
         except ValueError:
             value = raw
         chosen[name] = tuple(value) if isinstance(value, list) else value
+    if out_dir is None:
+        if is_bundled_in_package():
+            _fail(Errors.E081)
+        out_dir = DEFAULT_MODEL_DIR
     start = time.perf_counter()
     try:
-        manifest = training.train(data_path or dataset.DEFAULT_DATA, out_dir or DEFAULT_MODEL_DIR,
+        manifest = training.train(_labelled_data(data_path), out_dir,
                                   text_col=text_col, label_col=label_col, rules_dir=rules_dir,
                                   params=chosen or None)
     except (IntakeError, ValueError) as exc:
         _fail(exc)
     click.echo(f"trained on {manifest['data']['rows_train']} rows in {time.perf_counter() - start:.1f} s; "
-               f"model written to {out_dir or DEFAULT_MODEL_DIR}")
+               f"model written to {out_dir}")
     if manifest["evaluation"]:
         click.echo(_evaluation_table(manifest["evaluation"]))
 
@@ -382,13 +452,13 @@ def evaluate(data_path, split, report_dir, text_col, label_col, compare, model_d
     if compare:
         if model_dir is not None:
             raise click.UsageError(Errors.E063)
-        _compare(compare, data_path or dataset.DEFAULT_DATA, split, report_dir, text_col, label_col, rules_dir)
+        _compare(compare, _labelled_data(data_path), split, report_dir, text_col, label_col, rules_dir)
         return
     predictions: dict[str, list[str]] = {}
     try:
         model, manifest = load_model(model_dir)
         text_model = load_extra_model(model_dir, training.TEXT_ONLY_MODEL)
-        ev = training.evaluate(data_path or dataset.DEFAULT_DATA, model, split=split, text_col=text_col,
+        ev = training.evaluate(_labelled_data(data_path), model, split=split, text_col=text_col,
                                label_col=label_col, rules_dir=rules_dir, predictions=predictions,
                                text_model=text_model)
     except (IntakeError, ValueError) as exc:
@@ -439,17 +509,21 @@ def _compare(models, data_path, split, report_dir, text_col, label_col, rules_di
 
 
 @main.command()
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8000, show_default=True, type=int, help="Port to listen on.")
-@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@click.option("--host", default="127.0.0.1", show_default=True, envvar="INTAKE_HOST", show_envvar=True,
+              help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=int, envvar="INTAKE_PORT", show_envvar=True,
+              help="Port to listen on.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), envvar="INTAKE_WORKERS",
+              show_envvar=True, help="Worker processes.")
 @MODEL_OPTION
 @RULES_OPTION
 def serve(host, port, workers, model_dir, rules_dir) -> None:
-    """Run the HTTP service (needs the serve extra: pip install -e ".[serve]")."""
+    """Run the HTTP service (needs the serve extra: pip install "intake-classifier[serve]")."""
     try:
         from .service import run
     except ImportError as exc:
-        _fail(f"the HTTP service needs the serve extra ({exc.name} is missing): pip install -e \".[serve]\"")
+        _fail(f"the HTTP service needs the serve extra ({exc.name} is missing): "
+              f"pip install \"intake-classifier[serve]\" (in a checkout: pip install -e \".[serve]\")")
     try:
         run(host=host, port=port, workers=workers, model_dir=model_dir, rules_dir=rules_dir)
     except IntakeError as exc:

@@ -65,6 +65,13 @@ class Errors:
     E055 = "[E055] Internal error while handling request {request_id}; it has been logged under that id."
     E056 = "[E056] No endpoint {method} {path}. Endpoints: {allowed}"
     E057 = "[E057] The service is busy ({pending} requests queued, limit {limit}); retry shortly."
+    # installed package: defaults that live in the source checkout only
+    E080 = ("[E080] No --data given, and the labelled corpus data/tickets.jsonl comes with the "
+            "source checkout, not the installed package: pass --data FILE.")
+    E081 = ("[E081] No --out given: the bundled model lies inside the installed package and is "
+            "not overwritten; pass --out DIR.")
+    E082 = "[E082] {path} exists and is not empty; choose a new or empty folder."
+
 
 
 class IntakeError(Exception):

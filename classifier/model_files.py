@@ -18,10 +18,12 @@ import joblib
 
 from .dataset import file_sha256
 from .errors import Errors, ModelError
+from .locations import bundled, model_source
 
 MODEL_FILE = "model.joblib"
 MANIFEST_FILE = "manifest.json"
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "models"
+#: The bundled model (package data when installed, ``models/`` in a checkout).
+DEFAULT_MODEL_DIR = bundled("models")
 #: Libraries whose major.minor version must match between training and loading.
 CHECKED_LIBRARIES = ("scikit-learn", "spacy")
 
@@ -86,7 +88,7 @@ def read_manifest(model_dir: str | Path) -> dict[str, Any]:
 
 def load_model(model_dir: str | Path | None = None) -> tuple[Any, dict[str, Any]]:
     """Verify, then unpickle. Returns (model, manifest)."""
-    d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    d = model_source(model_dir).path
     manifest = read_manifest(d)
     model_path = d / MODEL_FILE
     actual = file_sha256(model_path)
@@ -104,7 +106,7 @@ def load_model(model_dir: str | Path | None = None) -> tuple[Any, dict[str, Any]
 def load_extra_model(model_dir: str | Path | None, name: str) -> Any | None:
     """An extra model saved beside the main one (None if the manifest lists none),
     verified like the main model: manifest, hash, then library versions."""
-    d = Path(model_dir) if model_dir is not None else DEFAULT_MODEL_DIR
+    d = model_source(model_dir).path
     manifest = read_manifest(d)
     entry = manifest.get("extra_models", {}).get(name)
     if entry is None:

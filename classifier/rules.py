@@ -18,10 +18,12 @@ import yaml
 
 from . import spec
 from .errors import Errors, RulesError
+from .locations import bundled, rules_source
 
 #: Largest rules file accepted; real ones are a few KB.
 MAX_RULES_FILE_BYTES = 2 * 1024 * 1024
-DEFAULT_RULES_DIR = Path(__file__).resolve().parent.parent / "rules"
+#: The bundled rules (package data when installed, ``rules/`` in a checkout).
+DEFAULT_RULES_DIR = bundled("rules")
 
 KINDS = ("clause", "severity", "info", "delay", "flag")
 SEGMENTS = ("subject", "prose", "code", "quoted", "signature", "hidden")
@@ -329,7 +331,8 @@ def parse_rule(raw: Any, file: Path, seen: dict[str, str]) -> Rule:
 
 
 def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
-    """Load every ``*.yaml`` under ``rules_dir`` (default: the bundled ``rules/``).
+    """Load every ``*.yaml`` under ``rules_dir`` (default: ``$INTAKE_RULES``, else the
+    bundled rules).
 
     A file holds either ``rules:`` (a list of rules) or ``templates:`` (reply
     templates, checked by :mod:`.reply`). A missing or empty folder is an error,
@@ -337,7 +340,7 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
     """
     import hashlib
 
-    root = Path(rules_dir) if rules_dir is not None else DEFAULT_RULES_DIR
+    root = rules_source(rules_dir).path
     if not root.is_dir():
         raise RulesError(Errors.E001.format(path=root))
     files = sorted(root.rglob("*.yaml"))

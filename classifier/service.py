@@ -53,7 +53,8 @@ from starlette.responses import Response
 from . import spec
 from .classify import Classifier
 from .errors import Errors, InputError, IntakeError
-from .model_files import DEFAULT_MODEL_DIR, library_versions, read_manifest
+from .locations import model_source
+from .model_files import library_versions, read_manifest
 from .request import MAX_ATTACHMENTS, Request
 from .result import Result, result_schema
 from .rules import load_rules
@@ -446,6 +447,12 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _source(classifier: Classifier, name: str) -> dict[str, str]:
+    """Where the rules or model in use came from (path, and ``given``, ``$INTAKE_…`` or ``bundled``)."""
+    source = classifier.sources.get(name)
+    return source.to_dict() if source is not None else {"path": None, "origin": "given"}
+
+
 def health_info(classifier: Classifier, limits: ServiceLimits) -> dict[str, Any]:
     """What ``/healthz`` reports: model identity (from its manifest), rules digest, versions."""
     m = classifier.manifest
@@ -454,9 +461,11 @@ def health_info(classifier: Classifier, limits: ServiceLimits) -> dict[str, Any]
         sha = str(m.get("model_sha256", ""))
         model = {"id": m.get("id") or f"{m.get('kind', 'model')}-{sha[:12]}", "kind": m.get("kind"),
                  "format": m.get("format"), "sha256": sha, "trained_at": m.get("trained_at"),
-                 "targets": m.get("targets"), "built_with": m.get("libraries")}
+                 "targets": m.get("targets"), "built_with": m.get("libraries"),
+                 **_source(classifier, "model")}
     return {"status": "ok", "model": model,
-            "rules": {"digest": classifier.rules_digest, "count": len(classifier.analyser.ruleset.rules)},
+            "rules": {"digest": classifier.rules_digest, "count": len(classifier.analyser.ruleset.rules),
+                      **_source(classifier, "rules")},
             "libraries": _versions(), "limits": asdict(limits)}
 
 
@@ -624,7 +633,7 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, model_dir: 
         raise IntakeError(Errors.E028.format(name="workers", value=workers, allowed="1 or more"))
     options: dict[str, Any] = {"host": host, "port": port, "access_log": False, "log_config": LOG_CONFIG,
                                "server_header": False}
-    read_manifest(model_dir if model_dir is not None else DEFAULT_MODEL_DIR)  # fail fast, before loading rules
+    read_manifest(model_source(model_dir).path)  # fail fast, before loading rules
     if workers == 1:
         clf = Classifier.load(model_dir, rules_dir=rules_dir)
         uvicorn.run(create_app(clf, limits=limits), **options)
