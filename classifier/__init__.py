@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 __all__ = ["Classifier", "Request", "Result"]
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def __getattr__(name: str):

@@ -46,7 +46,7 @@ def test_a_broken_intake_model_is_refused_with_the_fix(monkeypatch, tmp_path: Pa
     monkeypatch.setenv(ENV_MODEL, str(tmp_path / "nowhere"))
     result = CliRunner().invoke(main, ["classify", TEXT])
     assert result.exit_code == 1
-    assert f"[E020] No model at {tmp_path / 'nowhere' / 'model.joblib'}" in result.output
+    assert f"[E020] No model at {tmp_path / 'nowhere' / 'model.skops'}" in result.output
 
 
 def test_version_says_where_rules_and_model_come_from(monkeypatch, tmp_path: Path) -> None:

@@ -182,7 +182,8 @@ def test_cli_classifies_with_a_trained_model(trained):
 def test_bundled_model_loads_and_its_manifest_is_complete():
     model, manifest = load_model()
     assert isinstance(model, RequestModel)
-    assert set(manifest["libraries"]) >= {"scikit-learn", "spacy", "numpy", "scipy", "joblib", "python"}
+    assert set(manifest["libraries"]) >= {"scikit-learn", "spacy", "numpy", "scipy", "skops", "python"}
+    assert manifest["format"] == 2 and manifest["model_file"] == MODEL_FILE == "model.skops"
     assert manifest["labels"]["category"] == sorted(spec.CATEGORIES)
     assert set(manifest["labels"]["clause"]) == set(spec.CLAUSES)
     assert manifest["labels"]["severity"] == sorted(spec.SEVERITIES)
@@ -211,9 +212,85 @@ def test_text_only_twin_is_saved_verified_and_refused_when_changed(model_dir):
     twin = load_extra_model(model_dir, training.TEXT_ONLY_MODEL)
     assert isinstance(twin, RequestModel) and twin.rule_features is False
     assert load_extra_model(model_dir, "no_such_model") is None
-    path = model_dir / "text_only.joblib"
+    path = model_dir / "text_only.skops"
     path.write_bytes(path.read_bytes() + b"\0")
     with pytest.raises(ModelError) as exc:
         load_extra_model(model_dir, training.TEXT_ONLY_MODEL)
     assert str(exc.value).startswith(f"[E022] Model file {path} does not match its manifest")
     assert str(exc.value).endswith(f"refusing to load. Retrain with: intake train --out {model_dir}")
+
+
+# ---- a model file cannot run code when loaded ----------------------------------------
+
+
+class _RunsCodeWhenUnpickled:
+    """What a hostile pickle does: unpickling calls a function of the attacker's choice."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "code ran"))
+
+
+def test_a_pickle_is_refused_without_being_opened(model_dir, tmp_path):
+    import pickle
+
+    marker = tmp_path / "marker"
+    (model_dir / MODEL_FILE).unlink()
+    (model_dir / "model.joblib").write_bytes(pickle.dumps(_RunsCodeWhenUnpickled(marker)))
+    message = refusal(model_dir)
+    assert message == (f"[E088] {model_dir / 'model.joblib'} is a pickle, which can run code when loaded; "
+                       f"intake loads only model.skops files. Retrain with: intake train --out {model_dir}")
+    assert not marker.exists()
+
+
+def test_a_model_file_holding_other_types_is_refused_even_with_its_hash_in_the_manifest(model_dir):
+    import hashlib
+    import os
+
+    import skops.io
+
+    hostile = skops.io.dumps({"model": "x", "call": os.system})  # a function reference, not ours
+    (model_dir / MODEL_FILE).write_bytes(hostile)
+    edit_manifest(model_dir, lambda m: m.update(model_sha256=hashlib.sha256(hostile).hexdigest()))
+    message = refusal(model_dir)
+    assert message.startswith(f"[E089] Model file {model_dir / MODEL_FILE} holds types intake does not load (")
+    assert "system" in message and message.endswith(f"Retrain with: intake train --out {model_dir}")
+
+
+def test_the_file_is_read_once_so_a_swap_after_the_check_is_never_loaded(model_dir, monkeypatch):
+    genuine = (model_dir / MODEL_FILE).read_bytes()
+    reads = []
+    real_read_bytes = Path.read_bytes
+
+    def read_then_swap(self: Path) -> bytes:
+        if self.name == MODEL_FILE:
+            reads.append(self)
+            return genuine if len(reads) == 1 else b"swapped after the check"
+        return real_read_bytes(self)
+
+    monkeypatch.setattr(Path, "read_bytes", read_then_swap)
+    model, _ = load_model(model_dir)
+    assert isinstance(model, RequestModel) and len(reads) == 1
+
+
+def test_an_extra_model_outside_the_model_folder_is_refused(model_dir, tmp_path):
+    from classifier.model_files import load_extra_model
+
+    shutil.copy(model_dir / "text_only.skops", tmp_path / "elsewhere.skops")
+    edit_manifest(model_dir, lambda m: m["extra_models"]["text_only"].update(file="../elsewhere.skops"))
+    with pytest.raises(ModelError) as exc:
+        load_extra_model(model_dir, training.TEXT_ONLY_MODEL)
+    assert str(exc.value).startswith(f"[E086] Model manifest {model_dir / MANIFEST_FILE}: extra model "
+                                     "'text_only' names file '../elsewhere.skops', which is not a .skops file name")
+
+
+def test_a_damaged_model_file_with_a_matching_hash_is_refused_with_the_fix(model_dir):
+    import hashlib
+
+    damaged = (model_dir / MODEL_FILE).read_bytes()[:1000]
+    (model_dir / MODEL_FILE).write_bytes(damaged)
+    edit_manifest(model_dir, lambda m: m.update(model_sha256=hashlib.sha256(damaged).hexdigest()))
+    message = refusal(model_dir)
+    assert message.startswith(f"[E087] Model file {model_dir / MODEL_FILE} is damaged and cannot be read (")
