@@ -38,6 +38,13 @@ class Errors:
     E029 = ("[E029] Training data {path}: row {row} has an empty '{column}' ({count} rows do); "
             "fill the gold labels or delete those rows.")
     E028 = "[E028] Parameter {name}={value!r} is not allowed. Possible values: {allowed}"
+    E086 = ("[E086] Model manifest {path}: extra model '{name}' names file {file!r}, which is not a .skops "
+            "file name inside the model folder; refusing to load. Retrain with: intake train --out {dir}")
+    E087 = "[E087] Model file {path} is damaged and cannot be read ({detail}). Retrain with: intake train --out {dir}"
+    E088 = ("[E088] {path} is a pickle, which can run code when loaded; intake loads only model.skops "
+            "files. Retrain with: intake train --out {dir}")
+    E089 = ("[E089] Model file {path} holds types intake does not load ({types}); refusing to load. "
+            "Retrain with: intake train --out {dir}")
     # input: one request or one batch row
     E030 = "[E030] row {row}: not valid JSON: {detail}"
     E031 = "[E031] row {row}: field 'text' is missing or empty."
