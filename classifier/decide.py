@@ -274,6 +274,8 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
             review.append(f"rules point to {spec.CLAUSES[rule_top][0]} ({rule_top}), the model to {model_top}")
     if analysed.normalised.truncated:
         review.append("text was cut before classification")
+    for rule_id in analysed.timed_out:
+        review.append(f"rule {rule_id} was skipped: its regex ran out of time on this text")
 
     explanation = {
         "rules": _explain_hits(hits),
@@ -291,6 +293,8 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
     }
     if analysed.normalised.truncated:
         explanation["original_length"] = analysed.normalised.original_length
+    if analysed.timed_out:
+        explanation["timed_out_rules"] = list(analysed.timed_out)
     return Decision(category=category, clause=clause, scope=scope, clauses=clauses, severity=severity,
                     missing_info=missing, delay_reasons=[d for d in spec.DELAY_REASONS if d in delays],
                     flags=[f for f in spec.FLAGS if f in flags], confidence=round(float(confidence), 4),

@@ -33,6 +33,8 @@ class Analysed:
     normalised: NormalisedRequest
     hits: list[Hit]
     tokens: list[str]  # lower-case lemmas of MODEL_SEGMENTS, in order
+    #: ids of rules skipped because a regex of theirs ran out of time on this request
+    timed_out: tuple[str, ...] = ()
 
     def features(self, ngram_max: int = 2, rule_features: bool = True) -> list[str]:
         """Lemma n-grams plus one ``rule=<id>`` feature per rule that fired."""
@@ -58,7 +60,8 @@ class Analyser:
         for batch in minibatch(requests, size=batch_size):
             norms = [normalise(req.text, req.subject) for req in batch]
             for req, norm, doc in zip(batch, norms, analyse_docs(self.nlp, norms, batch_size=batch_size)):
-                yield Analysed(req, norm, list(get_ext(doc, "intake_hits")), _model_tokens(doc, norm))
+                yield Analysed(req, norm, list(get_ext(doc, "intake_hits")), _model_tokens(doc, norm),
+                               tuple(get_ext(doc, "intake_timed_out") or ()))
 
 
 class _LemmaTexts(dict):

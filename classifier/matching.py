@@ -15,32 +15,39 @@ every other one runs only when all the words it requires occur, on windows aroun
 them, in Python when its tokens are word sets, flags and wildcards (a Matcher call
 costs ~12 µs however short the window) and by its own Matcher otherwise; a regex
 runs only on texts holding the literal strings it cannot match without, all found
-in one pass (``regex_literals``), with its alternations grouped by first character
-(``regex_trie``); a rule's exclusions are matched only where it fired; and each
-component takes a batch at a time in ``pipe``.
+in one pass (``regex_literals``); a rule's exclusions are matched only where it fired;
+and each component takes a batch at a time in ``pipe``.
+
+Regexes a support lead writes cannot hang the pipeline: every ``regex:`` pattern and
+every ``REGEX`` token predicate runs on the ``regex`` module with a time limit per
+text (:data:`REGEX_TIME_LIMIT`). A regex that runs out of time is skipped for that
+request, which is then sent to review naming the rule (``doc._.intake_timed_out``).
 """
 from __future__ import annotations
 
+import hashlib
 import re
+import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Container, Iterable, Iterator
 
 import numpy as np
+import regex
 import spacy
 from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, SPACY
 from spacy.language import Language
 import spacy_lookups_data
 from spacy.lookups import load_lookups
 from spacy.matcher import Matcher, PhraseMatcher
-from spacy.tokens import Doc
+from spacy.tokens import Doc, Token
 from spacy.util import load_language_data, minibatch
 
 from .collector import collector_paused
 from .errors import Errors, RulesError
 from .normalise import NormalisedRequest, Segment
 from .regex_literals import Gate, GateScanner, gate_strings, passes, regex_gate
-from .regex_trie import compile_trie
 from .rules import Rule, RuleSet, load_rules
 
 if not Doc.has_extension("intake_segments"):
@@ -49,6 +56,78 @@ if not Doc.has_extension("intake_hits"):
     Doc.set_extension("intake_hits", default=None)
 if not Doc.has_extension("intake_text"):  # the text, when known, so it need not be rebuilt from tokens
     Doc.set_extension("intake_text", default=None)
+if not Doc.has_extension("intake_timed_out"):  # ids of rules whose regex ran out of time
+    Doc.set_extension("intake_timed_out", default=None)
+
+#: Seconds one rule regex may spend on one request (``regex:`` patterns: per run over the
+#: text; a ``REGEX`` token predicate: over all the tokens of the request it tests). The
+#: ``regex`` module counts the process's CPU time, so waiting for a core does not count;
+#: ordinary rule regexes take well under a millisecond.
+REGEX_TIME_LIMIT = 0.05
+
+
+class _RegexBudget(threading.local):
+    """Time left for each token predicate in the request being matched, per thread, and
+    the predicates that ran out of it."""
+
+    def __init__(self) -> None:
+        self.left: dict[str, float] = {}
+        self.timed_out: set[str] = set()
+
+    def reset(self) -> None:
+        self.left.clear()
+        self.timed_out.clear()
+
+
+_BUDGET = _RegexBudget()
+
+
+def _token_predicate(attr: str, pattern: str) -> str:
+    """The name of a token extension that tests ``pattern`` on the token's ``attr`` within
+    the request's time budget: what a ``REGEX`` predicate becomes for the Matcher."""
+    name = "intake_rx_" + hashlib.sha1(f"{attr}\0{pattern}".encode()).hexdigest()[:16]
+    if Token.has_extension(name):
+        return name
+    compiled = regex.compile(pattern)
+    read = (lambda t: t.text) if attr in ("TEXT", "ORTH") else (lambda t, a=attr.lower() + "_": getattr(t, a))
+
+    def test(token: Token) -> bool:
+        left = _BUDGET.left.get(name, REGEX_TIME_LIMIT)
+        if left <= 0:
+            return False
+        start = time.perf_counter()
+        try:
+            return compiled.search(read(token), timeout=left) is not None
+        except TimeoutError:
+            _BUDGET.timed_out.add(name)
+            left = 0.0
+            return False
+        finally:
+            _BUDGET.left[name] = min(left, _BUDGET.left.get(name, REGEX_TIME_LIMIT)) - (time.perf_counter() - start)
+
+    Token.set_extension(name, getter=test)
+    return name
+
+
+def _bounded_token_pattern(pattern: list[dict]) -> tuple[list[dict], frozenset[str]]:
+    """``pattern`` with each ``REGEX`` predicate replaced by a time-bounded token extension,
+    and the names of those extensions."""
+    out, names = [], set()
+    for token in pattern:
+        token = dict(token)
+        for attr, value in list(token.items()):
+            if attr in ("OP", "_") or not (isinstance(value, dict) and "REGEX" in value):
+                continue
+            rest = {k: v for k, v in value.items() if k != "REGEX"}
+            name = _token_predicate(attr.upper(), value["REGEX"])
+            names.add(name)
+            token["_"] = {**token.get("_", {}), name: True}
+            if rest:
+                token[attr] = rest
+            else:
+                del token[attr]
+        out.append(token)
+    return out, frozenset(names)
 
 
 def _user_data_layout_holds() -> bool:
@@ -437,7 +516,7 @@ def _phrase_variants(pattern: list[dict], forms_of: Callable[[str], frozenset[st
 
 def _lowercase_literals(pattern: str) -> str:
     """Lower-case a regex's literal letters, leaving escapes (\\S, \\D, \\B …) alone,
-    so it can run without IGNORECASE on lower-cased text (twice as fast in ``re``)."""
+    so it can run without IGNORECASE on lower-cased text (faster)."""
     out, escaped = [], False
     for ch in pattern:
         out.append(ch if escaped else ch.lower())
@@ -464,7 +543,7 @@ class _PatternSet:
         # (key, regex for lower-cased text or None when case-sensitive, regex for the text,
         #  gate: sets of substrings the lower-cased text must contain one of each for the
         #  regex to run: the rule's own ``requires`` and what the regex cannot match without)
-        self.regexes: list[tuple[str, re.Pattern[str] | None, re.Pattern[str], Gate]] = []
+        self.regexes: list[tuple[str, regex.Pattern[str] | None, regex.Pattern[str], Gate]] = []
         self.token_matchers: list[_TokenPattern] = []
         self._unindexed: list[int] = []  # token patterns without anchors
         self._index: dict[int, list[int]] = {}  # hash of the rarest anchor's words -> token patterns
@@ -475,6 +554,8 @@ class _PatternSet:
         self._token_keys: dict[str, list[int]] = {}
         self._regex_keys: dict[str, list[int]] = {}
         self._phrase_keys: set[str] = set()
+        # token pattern -> the bounded REGEX predicates its Matcher tests
+        self._predicates: dict[int, frozenset[str]] = {}
         # regexes without a gate, and by each string of their gate's first set (built on first use)
         self._regex_plan: tuple[list[int], dict[str, list[int]]] | None = None
 
@@ -486,11 +567,14 @@ class _PatternSet:
         if pattern.kind == "tokens":
             matcher = Matcher(nlp.vocab, validate=True)
             try:
-                matcher.add(key, [pattern.value])
-            except (ValueError, KeyError, TypeError) as exc:
+                bounded, predicates = _bounded_token_pattern(pattern.value)
+                matcher.add(key, [bounded])
+            except (ValueError, KeyError, TypeError, regex.error) as exc:
                 detail = " ".join(str(exc).split())[:300]
                 raise RulesError(Errors.E008.format(file=rule.file, line=rule.line, rule_id=rule.id,
                                                     index=index, detail=detail)) from None
+            if predicates:
+                self._predicates[len(self.token_matchers)] = predicates
             forms_of = lemmatize.forms_of if lemmatize is not None else None
             variants = _phrase_variants(pattern.value, forms_of)
             if variants is not None:  # same matches, found by hashing instead of by the Matcher
@@ -542,10 +626,10 @@ class _PatternSet:
             self._regex_keys.setdefault(key, []).append(len(self.regexes))
             self._regex_plan = None
             if pattern.case_sensitive:
-                self.regexes.append((key, None, compile_trie(pattern.value), gate))
+                self.regexes.append((key, None, regex.compile(pattern.value), gate))
             else:
-                self.regexes.append((key, compile_trie(_lowercase_literals(pattern.value)),
-                                     re.compile(pattern.value, re.IGNORECASE), gate))
+                self.regexes.append((key, regex.compile(_lowercase_literals(pattern.value)),
+                                     regex.compile(pattern.value, regex.IGNORECASE), gate))
 
     def gate_strings(self) -> set[str]:
         """Every string a gate of this set tests for."""
@@ -635,6 +719,8 @@ class _PatternSet:
             for a, b in windows:
                 for _match_id, start, end in tp.matcher(doc[a:b]):
                     yield tp.key, tokens.start(a + start), tokens.end(a + end - 1)
+            if i in self._predicates and self._predicates[i] & _BUDGET.timed_out:
+                _BUDGET.timed_out.add(tp.key)
 
     def matches(self, doc: Doc, text: str, lowered: str, tokens: _TokenArrays | None,
                 only: frozenset[str] | None = None, in_text: set[str] | None = None,
@@ -643,7 +729,9 @@ class _PatternSet:
         if in_text is None:
             in_text = self.scanner().scan(lowered)
         raw = self.token_and_phrase_matches(doc, lowered, tokens, only, in_text)
-        raw.extend(self.regex_matches_many([(text, lowered, in_text)], only)[0])
+        hits, timed_out = self.regex_matches_many([(text, lowered, in_text)], only)
+        raw.extend(hits[0])
+        _BUDGET.timed_out.update(timed_out[0])
         return raw
 
     def token_and_phrase_matches(self, doc: Doc, lowered: str, tokens: _TokenArrays | None,
@@ -664,10 +752,11 @@ class _PatternSet:
         return raw
 
     def regex_matches_many(self, texts: list[tuple[str, str, set[str]]], only: frozenset[str] | None = None,
-                           ) -> list[list[tuple[str, int, int]]]:
+                           ) -> tuple[list[list[tuple[str, int, int]]], list[set[str]]]:
         """The regexes' (key, start char, end char) matches in each (text, lower-cased text,
         gate strings it holds), regex by regex over all the texts: each regex's program
-        stays in the CPU's caches for the whole batch. Per text, in the order of the regexes."""
+        stays in the CPU's caches for the whole batch. Per text, in the order of the regexes;
+        and per text the keys of the regexes that ran out of time there (their matches dropped)."""
         regexes = self.regexes
         if only is not None:
             fixed = sorted(i for key in only for i in self._regex_keys.get(key, ()))
@@ -676,6 +765,7 @@ class _PatternSet:
             for i in fixed if only is not None else self._regexes_to_run(in_text):
                 todo.setdefault(i, []).append(t)
         out: list[list[tuple[str, int, int]]] = [[] for _ in texts]
+        timed_out: list[set[str]] = [set() for _ in texts]
         for i in sorted(todo):
             key, on_lower, on_text, gate = regexes[i]
             for t in todo[i]:
@@ -684,11 +774,14 @@ class _PatternSet:
                     continue
                 # a few characters change length when lower-cased: then the original text
                 if on_lower is not None and len(lowered) == len(text):
-                    found = on_lower.finditer(lowered)
+                    found = on_lower.finditer(lowered, timeout=REGEX_TIME_LIMIT)
                 else:
-                    found = on_text.finditer(text)
-                out[t].extend((key, m.start(), m.end()) for m in found if m.end() > m.start())
-        return out
+                    found = on_text.finditer(text, timeout=REGEX_TIME_LIMIT)
+                try:
+                    out[t].extend([(key, m.start(), m.end()) for m in found if m.end() > m.start()])
+                except TimeoutError:
+                    timed_out[t].add(key)
+        return out, timed_out
 
 
 class RuleMatcher:
@@ -743,9 +836,12 @@ class RuleMatcher:
             lowered = text.lower()
             # the gate strings of both pattern sets the text holds, found in one scan
             prepared.append((text, lowered, self._scanner.scan(lowered)))
-        regex_hits = self.positive.regex_matches_many(prepared)
-        for doc, (text, lowered, in_text), from_regexes in zip(docs, prepared, regex_hits):
+        regex_hits, regex_timed_out = self.positive.regex_matches_many(prepared)
+        for doc, (text, lowered, in_text), from_regexes, timed_out in zip(docs, prepared, regex_hits, regex_timed_out):
+            _BUDGET.reset()
             set_ext(doc, "intake_hits", self._hits(doc, text, lowered, in_text, from_regexes))
+            timed_out |= {k for k in _BUDGET.timed_out if not k.startswith("intake_rx_")}
+            set_ext(doc, "intake_timed_out", sorted({k.removesuffix("!x") for k in timed_out}) or None)
 
     def _hits(self, doc: Doc, text: str, lowered: str, in_text: set[str],
               from_regexes: list[tuple[str, int, int]]) -> list[Hit]:

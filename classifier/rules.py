@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import regex
 import yaml
 
 from . import spec
@@ -241,8 +242,8 @@ def _parse_patterns(raw: Any, where: dict[str, Any], key: str) -> tuple[Pattern,
             if nested:
                 raise _fail(Errors.E010, index=i, fragment=nested.group(0), **where)
             try:
-                re.compile(value)
-            except re.error as exc:
+                regex.compile(value)
+            except regex.error as exc:
                 raise _fail(Errors.E009, index=i, detail=exc, **where) from None
         elif form == "phrase":
             if not isinstance(value, str) or not value.strip():

@@ -118,7 +118,7 @@ BROKEN_CASES = {
     "token_pattern_not_mappings": ("[E008] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: pattern 1 is not a valid "
                                    "spaCy token pattern: expected a non-empty list of token mappings"),
     "regex_does_not_compile": ("[E009] {dir}/rules.yaml:3: rule info.version.main: regex 1 does not compile: "
-                               "missing ), unterminated subpattern at position 9"),
+                               "missing ) at position 31"),
     "nested_quantifier_regex": ("[E010] {dir}/rules.yaml:3: rule info.url.host: regex 1 nests a quantifier inside "
                                 "a repeated group ((\\w+\\.)+), which can backtrack catastrophically on long input."),
     "weight_out_of_range": "[E011] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: weight must be a number in (0, 1], got 1.5.",
