@@ -21,13 +21,13 @@ import pandas as pd
 from . import spec
 from .collector import collector_paused
 from .decide import Decision, decide
-from .errors import InputError
+from .errors import Errors, InputError
 from .features import Analysed, Analyser
 from .locations import Source, model_source, rules_source
 from .model import RequestModel
 from .model_files import load_model
 from .reply import check_templates, write_reply
-from .request import NumberedRecord, Request
+from .request import NumberedRecord, Request, _shown
 from .result import Result
 
 log = logging.getLogger("intake")
@@ -76,11 +76,15 @@ class Classifier:
     def classify(self, request: Any) -> Result:
         """One request (a text, a mapping of SPEC §1 fields, or a Request)."""
         req = Request.from_mapping(request, row=1)
-        return next(self._results([req]))
+        result = next(self._results([req]))
+        if isinstance(result, Exception):
+            raise result
+        return result
 
     def classify_many(self, requests: Iterable[Any], batch_size: int = BATCH_SIZE) -> Iterator[Result]:
-        """Stream results in input order; a record that cannot be read yields an error
-        result naming its row instead of stopping the batch. Items may be texts,
+        """Stream results in input order; a record that cannot be read, or whose
+        classification fails (E039), yields an error result naming its row and id
+        instead of stopping the batch. Items may be texts,
         mappings, Requests, or :class:`NumberedRecord` (row numbers from a file reader);
         otherwise rows are numbered from 1."""
         it = iter(requests)
@@ -90,13 +94,13 @@ class Classifier:
             if not chunk:
                 return
             good: list[Request] = []
-            slots: list[Result | None] = []
+            slots: list[Result | int] = []  # an error result, or the row of a request in good
             for record in chunk:
                 row += 1
                 if isinstance(record, NumberedRecord):
                     row, record = record
                 if isinstance(record, InputError):  # a reader already failed on this row
-                    slots.append(_error_result(record, row, None))
+                    slots.append(_error_result(record, row, record.request_id))
                     continue
                 try:
                     req = Request.from_mapping(record, row=row)
@@ -105,10 +109,18 @@ class Classifier:
                     slots.append(_error_result(exc, row, rid if rid not in (None, "") else row))
                     continue
                 good.append(req if req.id is not None else replace(req, id=str(row)))
-                slots.append(None)
+                slots.append(row)
             results = self._results(good)
+            requests = iter(good)
             for slot in slots:
-                yield slot if slot is not None else next(results)
+                if isinstance(slot, Result):
+                    yield slot
+                    continue
+                result, req = next(results), next(requests)
+                if isinstance(result, Exception):
+                    result = _failed_result(result, slot, req.id)
+                result.row = slot
+                yield result
 
     def classify_frame(self, df: pd.DataFrame, text_col: str = "text") -> pd.DataFrame:
         """A copy of ``df`` with the result columns added (``error`` for unreadable rows)."""
@@ -119,13 +131,28 @@ class Classifier:
         return pd.concat([df, out.drop(columns=[c for c in out.columns if c in df.columns])], axis=1)
 
     # -- internals ------------------------------------------------------------------
-    def _results(self, requests: list[Request]) -> Iterator[Result]:
+    def _results(self, requests: list[Request]) -> Iterator[Result | Exception]:
+        """A result per request, in order; the exception instead for one whose classification raised."""
         for start in range(0, len(requests), BATCH_SIZE):
             with collector_paused():  # a whole batch is worked out before any of it is handed on
-                analysed = list(self.analyser.analyse(requests[start:start + BATCH_SIZE]))
-                probas = self._probas(analysed)
-                results = [self._result(a, decide(a, p)) for a, p in zip(analysed, probas)]
+                results = self._work_out(requests[start:start + BATCH_SIZE])
             yield from results
+
+    def _work_out(self, requests: list[Request]) -> list[Result | Exception]:
+        try:
+            analysed = list(self.analyser.analyse(requests))
+            probas = self._probas(analysed)
+        except Exception as exc:  # noqa: BLE001 - one request spoils its batch: find it by working out each alone
+            if len(requests) == 1:
+                return [exc]
+            return [r for req in requests for r in self._work_out([req])]
+        results: list[Result | Exception] = []
+        for a, p in zip(analysed, probas):
+            try:
+                results.append(self._result(a, decide(a, p)))
+            except Exception as exc:  # noqa: BLE001 - handed on as that request's error
+                results.append(exc)
+        return results
 
     def _probas(self, analysed: list[Analysed]) -> list[dict[str, dict[str, float]] | None]:
         if self.model is None or not analysed:
@@ -160,4 +187,12 @@ def _templates_file(files: list[Path]) -> Path:
 def _error_result(exc: InputError, row: int, rid: Any) -> Result:
     log.warning("row %s not classified: %s", row, exc)
     return Result(id=str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None,
-                  error={"row": row, "field": getattr(exc, "field", None), "message": str(exc)})
+                  error={"row": row, "field": getattr(exc, "field", None), "message": str(exc)}, row=row)
+
+
+def _failed_result(exc: Exception, row: int, rid: str | None) -> Result:
+    """The error result of a request whose classification raised ``exc`` (E039); the
+    message names the exception (masked and cut, as it may quote the request)."""
+    log.debug("row %s: classification failed", row, exc_info=exc)
+    detail = _shown(f"{type(exc).__name__}: {exc}", 200)
+    return _error_result(InputError(Errors.E039.format(row=row, detail=detail), row=row), row, rid)

@@ -17,7 +17,7 @@ from .errors import Errors, IntakeError
 RULES_OPTION = click.option("--rules", "rules_dir", type=click.Path(path_type=Path), default=None,
                             help="Rules folder (default: $INTAKE_RULES, else the bundled rules).")
 MODEL_OPTION = click.option("--model", "model_dir", type=click.Path(path_type=Path), default=None,
-                            help="Model folder with model.joblib and manifest.json "
+                            help="Model folder with model.skops and manifest.json "
                                  "(default: $INTAKE_MODEL, else the bundled model).")
 
 
@@ -275,23 +275,36 @@ def _readable(result) -> str:
 @click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None, help="Input format (default: by extension).")
 @click.option("--output-format", "out_fmt", type=click.Choice(["jsonl", "csv"]), default=None,
               help="Output format (default: by extension of --output, else jsonl).")
+@click.option("--resume", is_flag=True,
+              help="Append to --output as rows come, skipping requests already in it (to go on with a run that stopped).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file (once the run has ended).")
 @click.option("--json", "as_json", is_flag=True, help="For TEXT: print the JSON result instead of the readable summary.")
 @click.option("--no-model", is_flag=True, help="Rules alone, without the trained model.")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @MODEL_OPTION
 @RULES_OPTION
-def classify(text, subject, input_path, output_path, fmt, out_fmt, as_json, no_model, quiet, model_dir, rules_dir) -> None:
+def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overwrite, as_json, no_model, quiet,
+             model_dir, rules_dir) -> None:
     """Classify one request (TEXT) or a batch (--input FILE|-).
 
-    Exit status: 0 when every row was classified, 1 when some rows failed or on an
-    error, 2 for usage errors.
+    --output is written under a temporary name and renamed when the run ends, so a
+    run that fails leaves an existing file as it was; an existing file is replaced
+    only with --overwrite, or added to with --resume (which skips the requests
+    already in it). Exit status: 0 when every row was classified, 1 when some rows
+    failed or on an error, 2 for usage errors.
     """
     import json
+    import logging
 
     from . import batch
 
     if (text is None) == (input_path is None):
         raise click.UsageError("give either TEXT or --input FILE (not both)")
+    to_file = output_path is not None and str(output_path) != "-"
+    if resume and overwrite:
+        raise click.UsageError("give --resume or --overwrite, not both")
+    if (resume or overwrite) and not to_file:
+        raise click.UsageError("--resume and --overwrite need --output FILE")
     clf = _load_classifier(model_dir, rules_dir, no_model)
     if text is not None:
         try:
@@ -302,37 +315,63 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, as_json, no_m
         return
     try:
         in_fmt = batch.detect_format(input_path, fmt)
-        out_fmt = out_fmt or batch.detect_format(output_path if output_path and str(output_path) != "-" else None, None)
+        out_fmt = out_fmt or batch.detect_format(output_path if to_file else None, None)
         records = batch.read_requests(input_path, in_fmt)
         total = None
-        if str(input_path) != "-":
+        if str(input_path) != "-" and input_path.is_file():  # counting a pipe's lines would use them up
             with open(input_path, "rb") as f:
                 total = sum(1 for _ in f) - (1 if in_fmt == "csv" else 0)
+        output = batch.OutputFile(output_path, out_fmt, resume=resume, overwrite=overwrite) if to_file else None
     except IntakeError as exc:
         _fail(exc)
-    out = sys.stdout if output_path is None or str(output_path) == "-" else open(output_path, "w", encoding="utf-8", newline="")
+    out = output.stream if output is not None else sys.stdout
+    done = output.done if output is not None else batch.Done()
     counts = {"category": Counter(), "scope": Counter(), "severity": Counter()}
     failed: list[str] = []
     from tqdm import tqdm
 
+    log = logging.getLogger("intake")
+    level = log.level
+    if quiet:  # no warning per failed row either: the exit status says rows failed
+        log.setLevel(logging.ERROR)
+    if total is not None and done.count:
+        total = max(total - done.count, 0)
     progress = tqdm(total=total, unit="req", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
     try:
-        for result in batch.write_results(clf.classify_many(records), out, out_fmt):
+        results = clf.classify_many(done.skip(records))
+        for result in batch.write_results(results, out, out_fmt, header=output is None or output.header):
             progress.update(1)
             if result.ok:
                 for key in counts:
                     counts[key][getattr(result, key)] += 1
             else:
                 failed.append(f"row {result.error['row']}: {result.error['message']}")
+        if output is not None:
+            output.commit()
+        else:
+            out.flush()
+    except OSError as exc:  # the output cannot be written (a full disk, a closed pipe)
+        _fail(output.fail(exc) if output is not None else Errors.E044.format(
+            path="<standard output>", reason=exc.strerror or exc, state="the output is incomplete"))
     except IntakeError as exc:
+        if output is not None:
+            output.discard()
         _fail(exc)
+    except BaseException:
+        if output is not None:
+            output.discard()
+        raise
     finally:
         progress.close()
-        if out is not sys.stdout:
-            out.close()
+        log.setLevel(level)
     if not quiet:
-        done = sum(counts["category"].values())
-        click.echo(f"classified {done} rows, {len(failed)} failed", err=True)
+        n = sum(counts["category"].values())
+        note = f"; {done.skipped} rows already in {output_path} skipped" if done.skipped else ""
+        if not n and not failed and not done.skipped:
+            note = " (the input has no rows)"
+        click.echo(f"classified {n} rows, {len(failed)} failed{note}", err=True)
+        if done.cut:
+            click.echo(f"  a last row cut off in {output_path} ({done.cut} bytes) was removed", err=True)
         for key, c in counts.items():
             click.echo(f"  {key}: " + ", ".join(f"{k} {v}" for k, v in c.most_common()), err=True)
         for line in failed[:20]:

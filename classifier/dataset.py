@@ -55,6 +55,9 @@ def read_labelled(path: str | Path, *, text_col: str = "text", label_col: str | 
         if label_col not in df.columns:
             raise InputError(Errors.E025.format(path=path, column=label_col, found=", ".join(map(str, df.columns))))
         rename[label_col] = "category"
+    # a column already called "text" or "category" gives way to the one renamed to it
+    # (two columns of one name make df["category"] a frame, not the labels)
+    df = df.drop(columns=[new for old, new in rename.items() if old != new and new in df.columns])
     df = df.rename(columns=rename)
     for col in LIST_FIELDS:
         if col in df.columns:

@@ -23,6 +23,11 @@ class Errors:
     E015 = "[E015] {file}:{line}: rule {rule_id}: category '{value}' does not match clause {clause} (expected '{expected}')."
     E016 = "[E016] {file}:{line}: template {rule_id}: unknown placeholder {{{name}}}. Allowed: {allowed}"
     E017 = "[E017] {file}: reply templates missing for: {missing}"
+    E018 = ("[E018] {file}:{line}: template {rule_id} cannot be filled in: {detail}. Placeholders are filled "
+            "with text: use them bare ({{severity}}) or with a format text accepts ({{severity:>10}}); "
+            "write a brace as {{{{ or }}}}.")
+    E019 = ("[E019] {file} is {kind}, not a regular file; a rules folder holds only regular .yaml files: "
+            "remove it, or replace it with a copy of the file.")
     # model: training, persistence, loading
     E020 = "[E020] No model at {path}. Train one with: intake train --out {dir}"
     E021 = "[E021] Model manifest {path} is missing; refusing to load {model}. Retrain with: intake train --out {dir}"
@@ -53,8 +58,21 @@ class Errors:
     E034 = "[E034] row {row}: field '{field}' value {value!r} is not allowed. Allowed values: {allowed}"
     E035 = "[E035] row {row}: line is {size} bytes, over the limit of {limit} bytes."
     E036 = "[E036] row {row}: not a JSON object."
+    E037 = "[E037] row {row}: not valid CSV (line {line}): {detail}"
+    E038 = ("[E038] row {row}: not valid CSV: the quoted field opened on line {line} {end}, taking in {lines} "
+            "more lines ({chars} characters); the lines after line {line} were read again as rows. Close the "
+            "quote, or write a \" inside a field as \"\".")
+    E039 = ("[E039] row {row}: could not be classified ({detail}); the other rows were. If every row fails "
+            "like this, check the rules folder with: intake rules check")
     E040 = "[E040] Input format '{fmt}' is not supported. Use one of: {allowed}"
     E041 = "[E041] Input file {path} does not exist."
+    E042 = "[E042] Input {path} is {kind}, not a file of requests; give a JSONL or CSV file, or - for standard input."
+    E043 = ("[E043] Output file {path} exists; pass --overwrite to replace it, or --resume to keep its rows "
+            "and classify only the requests not in it yet.")
+    E044 = "[E044] Cannot write output {path}: {reason}; {state}."
+    E045 = "[E045] Cannot resume {path}: {problem}; move the file away, or pass --overwrite to start over."
+    E046 = "[E046] row {row}: the result cannot be written as {fmt}: {detail}."
+    E047 = "[E047] Cannot read input {path}: {reason}."
     # analysis: rule report, review queue, model comparison (classifier/analysis.py)
     E060 = ("[E060] rule_summary got {analysed} analysed requests but {gold} gold rows; "
             "they must be the same requests in the same order.")
@@ -80,7 +98,6 @@ class Errors:
     E082 = "[E082] {path} exists and is not empty; choose a new or empty folder."
 
 
-
 class IntakeError(Exception):
     """Base of every error this package raises on purpose."""
 
@@ -96,7 +113,10 @@ class ModelError(IntakeError):
 class InputError(IntakeError):
     """A request (or batch row) cannot be read."""
 
-    def __init__(self, message: str, *, row: int | None = None, field: str | None = None) -> None:
+    def __init__(self, message: str, *, row: int | None = None, field: str | None = None,
+                 request_id: str | None = None) -> None:
         super().__init__(message)
         self.row = row
         self.field = field
+        #: the id of the request, when it could be read although the rest could not
+        self.request_id = request_id

@@ -21,22 +21,25 @@ _BLOCK_TAGS = {"p", "br", "div", "li", "tr", "table", "pre", "blockquote", "h1",
                "h4", "h5", "h6", "ul", "ol", "hr", "section", "article", "header", "footer"}
 _SKIP_TAGS = {"script", "style", "head", "title"}
 
+# The line patterns take the leading whitespace possessively (\s*+): with a plain \s*, an
+# alternative that can match whitespace too (an indent of 4, \s*regards) was tried again at
+# every split of a long indent, a cost growing with the square of its length.
 _QUOTE_HEADER = re.compile(
-    r"^\s*(?:On .{0,200}wrote:\s*$|Am .{0,200}schrieb.{0,100}:\s*$|El .{0,200}escribió:\s*$"
+    r"^\s*+(?:On .{0,200}wrote:\s*$|Am .{0,200}schrieb.{0,100}:\s*$|El .{0,200}escribió:\s*$"
     r"|Em .{0,200}escreveu:\s*$|-{2,}\s*Original Message\s*-{2,}|-{2,}\s*Forwarded message\s*-{2,}"
     r"|From:\s.{0,200}$|-----\s*Исходное сообщение)",
     re.I)
 _SIGNOFF = re.compile(
-    r"^\s*(?:--\s*$|(?:best|kind|warm)?\s*regards\b.{0,30}$|thanks(?: in advance)?[,!.]?\s*$"
+    r"^\s*+(?:--\s*$|(?:best|kind|warm)?\s*regards\b.{0,30}$|thanks(?: in advance)?[,!.]?\s*$"
     r"|thank you[,!.]?\s*$|cheers[,!.]?\s*$|sincerely[,!.]?\s*$|mit freundlichen grüßen.{0,10}$"
     r"|с уважением.{0,10}$|saludos.{0,20}$|atenciosamente.{0,10}$|pozdrawiam.{0,10}$"
     r"|sent from my \w+)", re.I)
-_DISCLAIMER = re.compile(r"^\s*(?:this (?:e-?mail|message)|confidentiality notice|disclaimer)\b.{0,80}(?:confidential|intended)", re.I)
-_FENCE = re.compile(r"^\s*(?:```|~~~)")
+_DISCLAIMER = re.compile(r"^\s*+(?:this (?:e-?mail|message)|confidentiality notice|disclaimer)\b.{0,80}(?:confidential|intended)", re.I)
+_FENCE = re.compile(r"^\s*+(?:```|~~~)")
 _CODE_LINE = re.compile(
-    r"^\s*(?:#\d+\s+[/\w{]|at\s+[\w$.<>]+\(|Stack trace:|Traceback \(most recent|PHP (?:Fatal|Warning|Notice|Parse|Deprecated)\b"
+    r"^\s*+(?:#\d+\s+[/\w{]|at\s+[\w$.<>]+\(|Stack trace:|Traceback \(most recent|PHP (?:Fatal|Warning|Notice|Parse|Deprecated)\b"
     r"|\[\d{1,2}-\w{3}-\d{4}[ T]|\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} |\d{4}[/-]\d\d[/-]\d\d[ T]\d\d:\d\d(?::\d\d)?"
-    r"|\w+\.(?:php|js|py):\d+|File \"|\s{4,}\S|\t\S|<\?php|\$\w+\s*=|(?:function|class|namespace|use)\s+[\w\\]+.{0,80}[;{(]\s*$"
+    r"|\w+\.(?:php|js|py):\d+|File \"|(?<=\s{4})\S|(?<=\t)\S|<\?php|\$\w+\s*=|(?:function|class|namespace|use)\s+[\w\\]+.{0,80}[;{(]\s*$"
     r"|[{}\];]\s*$|(?:SELECT|INSERT|UPDATE|DELETE)\s.{0,200}\b(?:FROM|INTO|SET|WHERE)\b)",
 )
 
@@ -187,7 +190,7 @@ def _line_kinds(lines: list[str]) -> list[str]:
     return kinds
 
 
-_MORE_TO_SAY = re.compile(r"^\s*(?:p\.?\s?s\b|one more|also\b|another\b|btw\b|by the way|and\b|but\b|however\b)", re.I)
+_MORE_TO_SAY = re.compile(r"^\s*+(?:p\.?\s?s\b|one more|also\b|another\b|btw\b|by the way|and\b|but\b|however\b)", re.I)
 
 
 def _looks_like_end(lines: list[str], i: int) -> bool:

@@ -25,6 +25,8 @@ class Result:
     explanation: dict[str, Any] = field(default_factory=dict)
     suggested_reply: str | None = None
     error: dict[str, Any] | None = None
+    #: the request's row in its batch (1-based), for messages; not part of the output
+    row: int | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:

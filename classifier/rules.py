@@ -10,9 +10,11 @@ one line that names the file, the line, the rule id and what is allowed.
 from __future__ import annotations
 
 import re
+import stat
+import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import regex
 import yaml
@@ -270,6 +272,9 @@ def _examples(raw: Any, where: dict[str, Any]) -> tuple[tuple[str, ...], tuple[s
         if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
             raise _fail(Errors.E011, field=f"examples.{k}", expected="a list of strings", got=type(v).__name__, **where)
         lists.append(tuple(v))
+    if not lists[0]:  # a rule nothing shows firing passes every check untested
+        raise _fail(Errors.E011, field="examples.match", got="none",
+                    expected="at least one text the rule must match, so that intake rules check tests it", **where)
     return lists[0], lists[1]
 
 
@@ -331,6 +336,62 @@ def parse_rule(raw: Any, file: Path, seen: dict[str, str]) -> Rule:
                 examples_no_match=no_match, file=str(file), line=line)
 
 
+def _check_regular(path: Path) -> None:
+    """Refuse a rules "file" that is not a regular file: reading a named pipe waits forever."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        raise RulesError(Errors.E019.format(file=path, kind="a broken link")) from None
+    if not stat.S_ISREG(mode):
+        kind = ("a directory" if stat.S_ISDIR(mode) else "a named pipe (FIFO)" if stat.S_ISFIFO(mode)
+                else "a device or socket")
+        raise RulesError(Errors.E019.format(file=path, kind=kind))
+
+
+#: What classifier/reply.py fills each reply placeholder with: always text, as here.
+TEMPLATE_SAMPLES = {"severity": "critical", "response_time": "1 hour", "clause_id": "3.4.in.1",
+                    "clause_text": "Diagnosis of errors in the product", "category": "product_error"}
+
+
+def _check_template_values(templates: dict[str, Any], file: Path) -> None:
+    """Fill every reply template in once with sample values, so that one that cannot be
+    filled in (a format spec text does not take, such as {severity:d}, or a lone brace)
+    is refused on load, not when a reply is written. Unknown placeholders are left to
+    :func:`.reply.check_templates` (E016)."""
+    formatter = string.Formatter()
+
+    def walk(value: Any, where: str) -> Iterator[tuple[str, str]]:
+        if isinstance(value, dict):
+            for k, v in value.items():
+                yield from walk(v, f"{where}.{k}")
+        elif isinstance(value, str):
+            yield where, value
+
+    for where, text in walk(templates, "templates"):
+        try:
+            text.format_map(TEMPLATE_SAMPLES)
+            continue
+        except (KeyError, IndexError, AttributeError):
+            continue
+        except (ValueError, TypeError) as exc:
+            detail, needle = str(exc), text
+        try:
+            for _, name, spec, conversion in formatter.parse(text):
+                if name in TEMPLATE_SAMPLES:
+                    try:
+                        format(formatter.convert_field(TEMPLATE_SAMPLES[name], conversion), spec or "")
+                    except (ValueError, TypeError) as exc:
+                        needle = ("{" + name + (f"!{conversion}" if conversion else "")
+                                  + (f":{spec}" if spec else "") + "}")
+                        detail = f"{needle} fails on {TEMPLATE_SAMPLES[name]!r}: {exc}"
+                        break
+        except ValueError:
+            pass  # the text itself is malformed (a lone brace): the message says so already
+        line = next((i for i, ln in enumerate(file.read_text(encoding="utf-8").splitlines(), 1)
+                     if needle[:60] in ln), 0)
+        raise RulesError(Errors.E018.format(file=file, line=line, rule_id=where, detail=detail))
+
+
 def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
     """Load every ``*.yaml`` under ``rules_dir`` (default: ``$INTAKE_RULES``, else the
     bundled rules).
@@ -352,6 +413,7 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
     seen: dict[str, str] = {}
     digest = hashlib.sha256()
     for path in files:
+        _check_regular(path)
         digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
         data = read_yaml(path)
         if isinstance(data, dict) and isinstance(data.get("rules"), list):
@@ -360,6 +422,7 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
             for key, value in data["templates"].items():
                 if key != "__line__":
                     templates[key] = _strip_lines(value)
+            _check_template_values(_strip_lines(data["templates"]), path)
         else:
             raise RulesError(Errors.E014.format(file=path, key="rules"))
     return RuleSet(rules=rules, templates=templates, files=files, digest=digest.hexdigest())

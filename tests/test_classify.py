@@ -135,9 +135,11 @@ def test_classify_many_pauses_the_collector_per_batch_and_restores_it(clf, monke
         raise RuntimeError("decide failed")
 
     monkeypatch.setattr(classify_module, "decide", failing_decide)
-    with pytest.raises(RuntimeError, match="decide failed"):
-        list(clf.classify_many([QUESTION]))
+    assert [r.ok for r in clf.classify_many([QUESTION, PAYMENT])] == [False, False]
     assert gc.isenabled()  # restored when the batch fails too
+    with pytest.raises(RuntimeError, match="decide failed"):
+        clf.classify(QUESTION)
+    assert gc.isenabled()
 
 
 def test_classify_many_same_answers_as_classify(clf):
@@ -155,6 +157,84 @@ def test_classify_many_keeps_file_row_numbers(clf):
     results = list(clf.classify_many(records))
     assert [r.id for r in results] == ["3", None, "q"]
     assert results[1].error == {"row": 7, "field": None, "message": "[E036] row 7: not a JSON object."}
+
+
+E039 = ("[E039] row {row}: could not be classified ({detail}); the other rows were. If every row fails "
+        "like this, check the rules folder with: intake rules check")
+
+
+def corpus_requests(n: int) -> list[dict]:
+    """``n`` requests from the corpus, with their fields."""
+    fields = ("id", "text", "subject", "channel", "attachments", "product")
+    rows = [r for r in read_jsonl(DEFAULT_DATA) if len(r["text"]) <= 400][:n]
+    return [{k: r[k] for k in fields if k in r} for r in rows]
+
+
+def test_classify_many_a_row_whose_reply_fails_is_its_error_and_the_others_are_classified(clf, monkeypatch):
+    import classifier.classify as classify_module
+
+    records = corpus_requests(40)
+    poisoned: list = []  # the decision of request 18, whose reply fails
+    real_decide, real_reply = classify_module.decide, classify_module.write_reply
+
+    def decide(analysed, probas):
+        d = real_decide(analysed, probas)
+        if analysed.request.id == records[17]["id"]:
+            poisoned.append(d)
+        return d
+
+    def write_reply(decision, templates, clause_texts):  # as a template {severity:d} fails on its value
+        if any(decision is d for d in poisoned):
+            raise ValueError("Unknown format code 'd' for object of type 'str'")
+        return real_reply(decision, templates, clause_texts)
+
+    monkeypatch.setattr(classify_module, "write_reply", write_reply)
+    monkeypatch.setattr(classify_module, "decide", decide)
+    expected = [r.to_dict() for r in clf.classify_many(records[:17] + records[18:], batch_size=16)]
+    results = list(clf.classify_many(records, batch_size=16))
+    assert [r.id for r in results] == [r["id"] for r in records]
+    assert [r.ok for r in results].count(False) == 1
+    assert results[17].error == {"row": 18, "field": None, "message": E039.format(
+        row=18, detail="ValueError: Unknown format code 'd' for object of type 'str'")}
+    assert [r.to_dict() for i, r in enumerate(results) if i != 17] == expected
+
+
+def test_classify_many_a_row_that_breaks_its_whole_batch_fails_alone(clf, monkeypatch):
+    records = corpus_requests(40)
+    poisoned = records[25]["text"]
+    real = clf.analyser.analyse
+
+    def analyse(requests):
+        requests = list(requests)
+        if any(r.text == poisoned for r in requests):
+            raise MemoryError("spaCy ran out of memory on this text")
+        return real(requests)
+
+    monkeypatch.setattr(clf.analyser, "analyse", analyse)
+    results = list(clf.classify_many(records, batch_size=16))
+    assert [r.id for r in results] == [r["id"] for r in records]
+    assert [i for i, r in enumerate(results) if not r.ok] == [25]
+    assert results[25].error["message"] == E039.format(row=26,
+                                                       detail="MemoryError: spaCy ran out of memory on this text")
+    monkeypatch.undo()
+    assert results[16].to_dict() == clf.classify(records[16]).to_dict()  # worked out alone, the same answer
+
+
+def test_classify_frame_a_row_whose_classification_fails_gets_the_error(clf, monkeypatch):
+    import classifier.classify as classify_module
+
+    real_decide = classify_module.decide
+
+    def decide(analysed, probas):
+        if "PayU" in analysed.request.text:
+            raise KeyError("payment")
+        return real_decide(analysed, probas)
+
+    monkeypatch.setattr(classify_module, "decide", decide)
+    df = pd.DataFrame({"ticket": ["T1", "T2", "T3"], "body": [HACKED, PAYMENT, QUESTION]})
+    out = clf.classify_frame(df, text_col="body")
+    assert out.loc[1, "error"] == {"row": 2, "field": None, "message": E039.format(row=2, detail="KeyError: 'payment'")}
+    assert out["category"].notna().tolist() == [True, False, True]
 
 
 # ---------------------------------------------------------------- classify_frame

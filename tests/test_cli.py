@@ -4,8 +4,10 @@ command has help and is documented in README.md."""
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import json
+import logging
 from pathlib import Path
 
 import click
@@ -125,6 +127,174 @@ def test_output_jsonl_file_and_some_failed_rows_exit_1(runner, tmp_path):
     assert rows[2]["error"]["message"] == "[E031] row 3: field 'text' is missing or empty."
     assert "classified 2 rows, 1 failed" in run.output
     assert "failed row 3: [E031] row 3: field 'text' is missing or empty." in run.output
+
+
+def test_quiet_prints_nothing_for_failed_rows_but_the_exit_status_says_so(runner, tmp_path, caplog):
+    source = write_jsonl(tmp_path / "in.jsonl", GOOD, extra=b'{"id": "c-3", "text": ""}\n{"id": "c-4", "text": [1]}\n')
+    caplog.set_level(logging.DEBUG, logger="intake")
+    run = runner.invoke(main, ["classify", "--quiet", "--input", str(source), "--output", str(tmp_path / "out.jsonl")])
+    assert run.exit_code == 1
+    assert run.stdout == "" and run.stderr == ""
+    assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
+    assert len((tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()) == 4
+
+
+def test_a_row_whose_classification_fails_is_its_error_and_the_others_are_classified(runner, tmp_path, monkeypatch):
+    import classifier.classify as classify_module
+
+    real = classify_module.write_reply
+
+    def write_reply(decision, templates, clause_texts):
+        if decision.severity == "critical":  # as a reply template with {severity:d} fails on "critical"
+            raise ValueError("Unknown format code 'd' for object of type 'str'")
+        return real(decision, templates, clause_texts)
+
+    monkeypatch.setattr(classify_module, "write_reply", write_reply)
+    source = write_jsonl(tmp_path / "in.jsonl", [GOOD[1], GOOD[0], {**GOOD[1], "id": "c-3"}])
+    out = tmp_path / "out.jsonl"
+    run = runner.invoke(main, ["classify", "--input", str(source), "--output", str(out)])
+    assert run.exit_code == 1
+    assert "Traceback" not in run.output
+    rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in rows] == ["c-2", "c-1", "c-3"]
+    message = ("[E039] row 2: could not be classified (ValueError: Unknown format code 'd' for object of type 'str'); "
+               "the other rows were. If every row fails like this, check the rules folder with: intake rules check")
+    assert rows[1] == {"id": "c-1", "error": {"row": 2, "field": None, "message": message}}
+    assert rows[0]["category"] == rows[2]["category"] == "other"
+    assert "classified 2 rows, 1 failed" in run.stderr and f"failed row 2: {message}" in run.stderr
+
+
+# ---------------------------------------------------------------- inputs that are not files
+def test_a_directory_as_input_says_so(runner, tmp_path):
+    run = runner.invoke(main, ["classify", "--input", str(tmp_path)])
+    assert run.exit_code == 1
+    assert run.stderr == (f"Error: [E042] Input {tmp_path} is a directory, not a file of requests; give a JSONL "
+                          "or CSV file, or - for standard input.\n")
+
+
+def test_dev_null_as_input_is_no_rows(runner, tmp_path):
+    run = runner.invoke(main, ["classify", "--input", "/dev/null", "--output", str(tmp_path / "out.jsonl")])
+    assert run.exit_code == 0, run.output
+    assert run.stderr.startswith("classified 0 rows, 0 failed (the input has no rows)\n")
+    assert (tmp_path / "out.jsonl").read_bytes() == b""
+
+
+# ---------------------------------------------------------------- the output file
+def test_an_existing_output_is_kept_unless_overwrite_or_resume_is_given(runner, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", GOOD)
+    out = tmp_path / "results.jsonl"
+    out.write_text('{"id": "earlier", "error": {"row": 1, "field": null, "message": "x"}}\n', encoding="utf-8")
+    before = out.read_bytes()
+    run = runner.invoke(main, ["classify", "--input", str(source), "--output", str(out)])
+    assert run.exit_code == 1
+    assert run.stderr == (f"Error: [E043] Output file {out} exists; pass --overwrite to replace it, or --resume to "
+                          "keep its rows and classify only the requests not in it yet.\n")
+    assert out.read_bytes() == before
+    run = runner.invoke(main, ["classify", "--quiet", "--input", str(source), "--output", str(out), "--overwrite"])
+    assert run.exit_code == 0, run.output
+    assert [json.loads(line)["id"] for line in out.read_text(encoding="utf-8").splitlines()] == ["c-1", "c-2"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "results.jsonl"]  # no temporary file left
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_resume_adds_only_the_rows_not_in_the_output(runner, tmp_path, fmt):
+    records = [*GOOD, {"id": "c-3", "text": "Mail does not sync since the update", "channel": "email"},
+               {"text": "The kanban board of tasks is empty for every user."}]
+    out = tmp_path / f"results.{fmt}"
+    # a run that stopped after two rows, half way through writing the third
+    first = runner.invoke(main, ["classify", "--quiet", "--input", str(write_jsonl(tmp_path / "a.jsonl", GOOD)),
+                                 "--output", str(out)])
+    assert first.exit_code == 0, first.output
+    with open(out, "ab") as f:
+        f.write(b'{"id": "c-3", "category": "prod' if fmt == "jsonl" else b'c-3,product_error,in_scope,"')
+    run = runner.invoke(main, ["classify", "--input", str(write_jsonl(tmp_path / "b.jsonl", records)),
+                               "--output", str(out), "--resume"])
+    assert run.exit_code == 0, run.output
+    assert f"classified 2 rows, 0 failed; 2 rows already in {out} skipped" in run.stderr
+    assert "a last row cut off" in run.stderr
+    text = out.read_text(encoding="utf-8")
+    rows = ([json.loads(line) for line in text.splitlines()] if fmt == "jsonl" else
+            list(csv.DictReader(io.StringIO(text))))
+    assert [r["id"] for r in rows] == ["c-1", "c-2", "c-3", "4"]
+    assert all(r.get("category") for r in rows)
+    again = runner.invoke(main, ["classify", "--input", str(tmp_path / "b.jsonl"), "--output", str(out), "--resume"])
+    assert again.exit_code == 0 and out.read_text(encoding="utf-8") == text
+    assert f"classified 0 rows, 0 failed; 4 rows already in {out} skipped" in again.stderr
+
+
+def test_resume_and_overwrite_need_an_output_file(runner, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", GOOD)
+    for args in (["--resume"], ["--overwrite"], ["--output", "-", "--resume"],
+                 ["--output", str(tmp_path / "o.jsonl"), "--resume", "--overwrite"]):
+        run = runner.invoke(main, ["classify", "--input", str(source), *args])
+        assert run.exit_code == 2, args
+        assert "Usage: " in run.output
+
+
+@pytest.mark.parametrize("resume", [False, True])
+def test_a_full_disk_is_an_error_and_the_earlier_output_survives(runner, tmp_path, monkeypatch, resume):
+    source = write_jsonl(tmp_path / "in.jsonl", [*GOOD, *({**GOOD[0], "id": f"more-{i}"} for i in range(4))])
+    out = tmp_path / "results.jsonl"
+    assert runner.invoke(main, ["classify", "--quiet", "--input", str(source), "--output", str(out)]).exit_code == 0
+    before = out.read_bytes()
+    real = batch.write_results
+
+    def disk_fills_up(results, stream, fmt="jsonl", **kw):  # after two rows the disk is full, half way into a third
+        for i, r in enumerate(real(results, stream, fmt, **kw)):
+            if i == 1:
+                stream.write('{"id": "more-2", "categ')
+                stream.flush()
+                raise OSError(errno.ENOSPC, "No space left on device")
+            yield r
+
+    monkeypatch.setattr(batch, "write_results", disk_fills_up)
+    if resume:  # rows 1-2 are to be classified again, as if the earlier run had stopped there
+        out.write_bytes(b"".join(before.splitlines(keepends=True)[2:]))
+        before = out.read_bytes()
+    flag = "--resume" if resume else "--overwrite"
+    run = runner.invoke(main, ["classify", "--input", str(source), "--output", str(out), flag])
+    assert run.exit_code == 1
+    assert isinstance(run.exception, SystemExit) and "Traceback" not in run.output  # an error, not a crash
+    if resume:
+        kept = out.read_text(encoding="utf-8").splitlines()
+        assert run.stderr.endswith(f"Error: [E044] Cannot write output {out}: No space left on device; its {len(kept)} "
+                                   "whole rows are kept; run again with --resume to add the rest.\n")
+        assert [json.loads(line)["id"] for line in kept] == ["more-0", "more-1", "more-2", "more-3", "c-1", "c-2"]
+        assert out.read_bytes().startswith(before)
+    else:
+        assert run.stderr == (f"Error: [E044] Cannot write output {out}: No space left on device; "
+                              "the previous file is unchanged.\n")
+        assert out.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "results.jsonl"]
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_dev_full_as_output_is_an_error_not_a_traceback(runner, tmp_path):
+    source = write_jsonl(tmp_path / "in.jsonl", GOOD)
+    run = runner.invoke(main, ["classify", "--input", str(source), "--output", "/dev/full"])
+    assert run.exit_code == 1
+    assert isinstance(run.exception, SystemExit)
+    assert run.stderr == ("Error: [E044] Cannot write output /dev/full: No space left on device; "
+                          "the output is incomplete.\n")
+
+
+def test_an_output_folder_that_cannot_be_written_is_an_error(runner, tmp_path, monkeypatch):
+    import os
+
+    source = write_jsonl(tmp_path / "in.jsonl", GOOD)
+    real_open = os.open
+
+    def read_only(path, flags, *args, **kw):  # as in a folder with mode r-x (not for root, so faked)
+        if str(path).endswith(".part"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kw)
+
+    monkeypatch.setattr(os, "open", read_only)
+    run = runner.invoke(main, ["classify", "--input", str(source), "--output", str(tmp_path / "out.jsonl")])
+    assert run.exit_code == 1
+    assert isinstance(run.exception, SystemExit)
+    assert run.stderr == (f"Error: [E044] Cannot write output {tmp_path / 'out.jsonl'}: Permission denied; "
+                          "nothing was written.\n")
 
 
 def test_missing_input_file_is_an_error_exit_1(runner, tmp_path):

@@ -2,6 +2,8 @@
 prose, code, quoted, signature, hidden), truncation, masking, CRLF and NUL."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from classifier.masking import MASK
@@ -242,3 +244,34 @@ def test_text_without_secrets_is_unchanged_and_nothing_reported() -> None:
     norm = normalise(text)
     assert norm.text == text
     assert norm.masked == []
+
+
+# ------------------------------------------------------------------ cost
+
+
+def _best_of(runs: int, fn) -> float:
+    """Fastest of ``runs`` timings of ``fn()`` (the others are noise from a busy machine);
+    stops early once one run takes over a second, as a quadratic cost would."""
+    best = float("inf")
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        took = time.perf_counter() - start
+        best = min(best, took)
+        if took > 1:
+            break
+    return best
+
+
+@pytest.mark.parametrize("indent", [" ", "\t"], ids=["spaces", "tabs"])
+def test_a_long_indent_costs_time_in_proportion_to_its_length(indent: str) -> None:
+    # a pasted log or config whose lines start with a long run of blanks
+    def text(n: int) -> str:
+        return ("The cron agent stopped after the update, this is what the log shows:\n"
+                + indent * n + "at BX.Crm.EntityEditor.save (core.js:1200)\n" + indent * n + "\nAny idea?")
+
+    small, large = 2_500, 20_000
+    per_char = {n: _best_of(7, lambda n=n: normalise(text(n), max_chars=100_000)) / n for n in (small, large)}
+    # linear: about the same per character (a quadratic cost would be 8 times as much)
+    assert per_char[large] < 3 * per_char[small], per_char
+    assert kind_of(normalise(text(small), max_chars=100_000), "at BX.Crm") == "code"

@@ -3,7 +3,9 @@ loader's exact error for each kind of broken rules file, and rules as data (a ru
 added or changed in a folder takes effect with no code change)."""
 from __future__ import annotations
 
+import os
 import shutil
+import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +18,8 @@ from classifier.errors import RulesError
 from classifier.features import Analyser
 from classifier.matching import build_pipeline
 from classifier.request import Request
-from classifier.rules import DEFAULT_RULES_DIR, MAX_RULES_FILE_BYTES, load_rules
+from classifier.reply import PLACEHOLDERS
+from classifier.rules import DEFAULT_RULES_DIR, MAX_RULES_FILE_BYTES, TEMPLATE_SAMPLES, load_rules
 
 BROKEN = Path(__file__).resolve().parent / "fixtures" / "broken_rules"
 BUNDLED = load_rules()
@@ -271,3 +274,82 @@ def test_rule_example_that_fails_is_reported_by_rules_check(rules_copy: Path) ->
     path = rules_copy / "clauses" / "local_polish.yaml"
     assert (f"FAIL {path}:3: rule 3.6.in.5#polish_manual: example should not match but did: "
             "'Is there a user manual in Polish too?'") in result.output
+
+
+# ------------------------------------------------------------------ checks rules check makes
+
+
+def test_rule_without_examples_is_refused_naming_it(rules_copy: Path) -> None:
+    path = rules_copy / "clauses" / "local_polish.yaml"
+    path.write_text(POLISH_MANUAL_RULE.split("    examples:")[0] + "    examples:\n      no_match: []\n",
+                    encoding="utf-8")
+    message = (f"[E011] {path}:3: rule 3.6.in.5#polish_manual: examples.match must be at least one text the "
+               "rule must match, so that intake rules check tests it, got none.")
+    with pytest.raises(RulesError) as info:
+        load_rules(rules_copy)
+    assert str(info.value) == message
+    result = CliRunner().invoke(main, ["rules", "check", "--rules", str(rules_copy)])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {message}\n"
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="named pipes")
+def test_named_pipe_in_the_rules_folder_is_refused_not_waited_on(rules_copy: Path) -> None:
+    fifo = rules_copy / "clauses" / "zz_local.yaml"
+    os.mkfifo(fifo)
+    outcome: list = []
+
+    def check() -> None:
+        outcome.append(CliRunner().invoke(main, ["rules", "check", "--rules", str(rules_copy)]))
+
+    runner = threading.Thread(target=check, daemon=True)
+    runner.start()
+    runner.join(60)
+    assert outcome, "rules check is still waiting to read the named pipe"
+    assert outcome[0].exit_code == 1
+    assert outcome[0].stderr == (f"Error: [E019] {fifo} is a named pipe (FIFO), not a regular file; a rules folder "
+                                 "holds only regular .yaml files: remove it, or replace it with a copy of the file.\n")
+
+
+def test_folder_named_like_a_rules_file_is_refused(rules_copy: Path) -> None:
+    (rules_copy / "old.yaml").mkdir()
+    with pytest.raises(RulesError) as info:
+        load_rules(rules_copy)
+    assert str(info.value).startswith(f"[E019] {rules_copy / 'old.yaml'} is a directory, not a regular file;")
+
+
+@pytest.mark.parametrize(("template", "detail"), [
+    ("{severity:d}", "{severity:d} fails on 'critical': Unknown format code 'd' for object of type 'str'"),
+    ("{response_time:.1f}", "{response_time:.1f} fails on '1 hour': Unknown format code 'f' for object of type 'str'"),
+    ("{severity!x}", "{severity!x} fails on 'critical': Unknown conversion specifier x"),
+    ("critical}", "Single '}' encountered in format string"),
+])
+def test_reply_template_that_cannot_be_filled_in_is_refused_by_rules_check(rules_copy: Path, template: str,
+                                                                          detail: str) -> None:
+    path = rules_copy / "replies.yaml"
+    source = path.read_text(encoding="utf-8")
+    old = "registered your request with critical severity;"
+    assert source.count(old) == 1
+    path.write_text(source.replace(old, f"registered your request with {template} severity;"), encoding="utf-8")
+    line = next(i for i, ln in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if f"with {template} " in ln)
+    message = (f"[E018] {path}:{line}: template templates.acknowledgement.critical cannot be filled in: {detail}. "
+               "Placeholders are filled with text: use them bare ({severity}) or with a format text accepts "
+               "({severity:>10}); write a brace as {{ or }}.")
+    result = CliRunner().invoke(main, ["rules", "check", "--rules", str(rules_copy)])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: {message}\n"
+    with pytest.raises(RulesError) as info:  # and so does every command that loads the rules
+        Analyser(rules_copy)
+    assert str(info.value) == message
+
+
+def test_reply_template_with_a_format_text_takes_is_accepted(rules_copy: Path) -> None:
+    path = rules_copy / "replies.yaml"
+    source = path.read_text(encoding="utf-8")
+    path.write_text(source.replace("with critical severity;", "with {severity:>10} severity;"), encoding="utf-8")
+    assert load_rules(rules_copy).templates["acknowledgement"]["critical"].count("{severity:>10}") == 1
+
+
+def test_template_samples_are_the_placeholders_reply_fills() -> None:
+    assert set(TEMPLATE_SAMPLES) == set(PLACEHOLDERS)
+    assert all(isinstance(v, str) for v in TEMPLATE_SAMPLES.values())  # as write_reply fills them

@@ -189,3 +189,15 @@ def test_spec_data_with_category_only_trains_a_category_model(labelled, tmp_path
     assert manifest["targets"] == ["category"]
     assert set(manifest["evaluation"]) == {"model"}  # no clause/severity labels: category figures only
     assert result.stdout.endswith(f"category macro-F1  {manifest['evaluation']['model']['macro_f1']:.3f}\n")
+
+
+def test_own_labels_from_a_spec_column_replace_its_category(files, tmp_path):
+    # the corpus has a SPEC category column; training on --label-col severity must use the severity labels
+    df = dataset.read_labelled(files["jsonl"], label_col="severity")
+    assert list(df.columns).count("category") == 1 and "severity" not in df.columns
+    assert set(df["category"]) <= {"critical", "high", "medium", "low"}
+    result = invoke("train", "--data", files["jsonl"], "--out", tmp_path / "m", "--label-col", "severity")
+    assert result.exit_code == 0, result.output
+    manifest = manifest_of(tmp_path / "m")
+    assert manifest["kind"] == "own_taxonomy" and manifest["data"]["label_col"] == "severity"
+    assert manifest["labels"]["category"] == sorted(set(df.loc[df["split"] == "train", "category"]))
