@@ -5,6 +5,7 @@ status 1 (2 for usage errors, as click does).
 """
 from __future__ import annotations
 
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -350,7 +351,12 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overw
             output.commit()
         else:
             out.flush()
-    except OSError as exc:  # the output cannot be written (a full disk, a closed pipe)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+        if output is not None:
+            output.discard()
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        sys.exit(1)
+    except OSError as exc:  # the output cannot be written (a full disk)
         _fail(output.fail(exc) if output is not None else Errors.E044.format(
             path="<standard output>", reason=exc.strerror or exc, state="the output is incomplete"))
     except IntakeError as exc:

@@ -366,3 +366,18 @@ def test_every_command_appears_in_the_readme():
     missing = [f"intake {' '.join(path)}" for path in command_paths()
                if f"intake {' '.join(path)}" not in readme]
     assert not missing, f"README.md does not document: {', '.join(missing)}"
+
+
+def test_a_reader_that_stops_early_ends_the_run_quietly():
+    """`intake classify --input big.jsonl | head -1`: no traceback, no error about the pipe."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "classifier.cli", "classify", "--no-model", "--quiet",
+                             "--input", str(ROOT / "data" / "tickets.jsonl")],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = proc.stdout.readline()
+    proc.stdout.close()  # what head does after its line
+    _, err = proc.communicate(timeout=300)
+    assert first.startswith(b'{"id": "p1-001"')
+    assert proc.returncode == 1 and b"Traceback" not in err and b"Error" not in err, err.decode()[-500:]
