@@ -90,6 +90,10 @@ class Errors:
     E055 = "[E055] Internal error while handling request {request_id}; it has been logged under that id."
     E056 = "[E056] No endpoint {method} {path}. Endpoints: {allowed}"
     E057 = "[E057] The service is busy ({pending} requests queued, limit {limit}); retry shortly."
+    E058 = ("[E058] The request {part} did not arrive within {seconds} s; the connection is closed. "
+            "Send the whole request without pausing.")
+    E059 = "[E059] {where}the request could not be {stage}: internal error, logged under request id {request_id}."
+    E070 = "[E070] Too many open connections (limit {limit}); retry shortly."
     # installed package: defaults that live in the source checkout only
     E080 = ("[E080] No --data given, and the labelled corpus data/tickets.jsonl comes with the "
             "source checkout, not the installed package: pass --data FILE.")

@@ -14,32 +14,49 @@ How it is put together:
   it computes. Single requests that are waiting at the same moment are classified
   together in one :meth:`Classifier.classify_many` call (up to ``COALESCE_ITEMS``):
   the same results, less overhead per request under load, no added wait when idle.
+  Batches (and long single texts) are classified a chunk at a time (``CHUNK_CHARS``),
+  taking turns with the single requests, so a single request waits for at most one
+  chunk however big the batch. Each row is classified and encoded on its own terms: a
+  row that fails either way becomes that row's error (``E059``), never the batch's.
 - A small ASGI layer in front of FastAPI gives every request an id (echoed as
-  ``X-Request-ID``), enforces the content type and the body size (from
-  ``Content-Length`` and again while reading), writes one access-log line per request
-  (never the body), and turns an unexpected exception into a 500 with the request id.
+  ``X-Request-ID``), enforces the content type, the body size (from ``Content-Length``
+  and again while reading) and the body deadline (408 ``E058``), writes one access-log
+  line per request (never the body), and turns an unexpected exception into a 500 with
+  the request id.
+- Under it, the HTTP protocol (:class:`GuardedHTTPProtocol`) drops a connection whose
+  request headers do not arrive in time (408 ``E058``) and bounds the open connections;
+  uvicorn gives in-flight requests ``shutdown_timeout_s`` after SIGTERM (see
+  :class:`ServiceLimits`).
 - Fields the request model does not know are ignored (pipelines forward ticket
   metadata; the CLI ignores extra columns too). Every error is
   ``{"error": {"code": "E05x", "message": "..."}}``.
+- Every string must be valid Unicode: a lone surrogate (JSON ``"\\ud800"``) in ``text``,
+  ``subject``, ``id`` or an attachment name is refused (422 ``E053``; in a batch, that
+  item's error row). An error row's ``id`` is the item's id, or its row number when it
+  has none or one that cannot be encoded.
 """
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import ctypes.util
 import json
 import logging
 import os
-import queue
 import re
 import threading
 import time
 import traceback
 import uuid
+from collections import deque
 from concurrent.futures import Future
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, fields, replace
+from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, AsyncIterator, Awaitable, Callable, Literal
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, NamedTuple
 
 import uvicorn
 from fastapi import FastAPI
@@ -49,14 +66,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from . import spec
 from .classify import Classifier
 from .errors import Errors, InputError, IntakeError
 from .locations import model_source
 from .model_files import library_versions, read_manifest
-from .request import MAX_ATTACHMENTS, Request
-from .result import Result, result_schema
+from .request import MAX_ATTACHMENTS, NumberedRecord, Request
+from .result import result_schema
 from .rules import load_rules
 
 log = logging.getLogger("intake.service")
@@ -74,8 +92,35 @@ MAX_SUBJECT_CHARS = 1_000
 MAX_ID_CHARS = 200
 #: Most requests waiting for the classification thread; beyond it new work gets 503.
 MAX_PENDING = 5_000
-#: Most requests classified together in one coalesced classify_many call.
+#: Most requests classified together in one coalesced classify_many call (and in one
+#: chunk of a batch).
 COALESCE_ITEMS = 64
+#: Characters (text + subject) classified in one go: the most a coalesced call or a
+#: batch chunk takes on (~0.1 s of CPU), so about the longest a single request waits for
+#: a batch's turn. One item longer than this is a chunk of its own (at most
+#: ``MAX_TEXT_CHARS``: ~0.5 s).
+CHUNK_CHARS = 20_000
+#: A job of at most this many characters (and COALESCE_ITEMS requests) is small: it is
+#: coalesced with other small ones. Larger ones (batches, long texts) go in chunks.
+SMALL_JOB_CHARS = 10_000
+#: Seconds a client has to send a request's headers, from connecting or, on a kept-alive
+#: connection, from the request's first byte (else 408 E058 and the connection is closed).
+HEADER_TIMEOUT_S = 10
+#: Seconds a client has to send a request's whole body once its headers are in (408 E058).
+BODY_TIMEOUT_S = 30
+#: Seconds in-flight requests get to finish after SIGTERM before they are cancelled.
+SHUTDOWN_TIMEOUT_S = 10
+#: Most open connections per worker process; also kept ``FD_RESERVE`` below the
+#: process's open-file limit. Beyond it a new connection displaces the longest-waiting
+#: one that is idle or still sending its request, or else gets 503 E070.
+MAX_CONNECTIONS = 1000
+#: File descriptors left for everything but connections (model files, logs, pipes).
+FD_RESERVE = 64
+#: Characters classified after which the worker, once idle for ``TRIM_IDLE_S`` (the
+#: answers sent and freed by then), hands freed memory back to the operating system
+#: (glibc keeps it otherwise; it takes ~1 ms).
+TRIM_AFTER_CHARS = 100_000
+TRIM_IDLE_S = 0.5
 
 BATCH_PATH = "/v1/classify/batch"
 ENDPOINTS = ("POST /v1/classify", f"POST {BATCH_PATH}", "GET /v1/schema", "GET /healthz", "GET /docs",
@@ -86,12 +131,15 @@ ENV_RULES_DIR = "INTAKE_RULES_DIR"
 ENV_LIMITS = "INTAKE_SERVICE_LIMITS"
 
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+#: A lone surrogate: what ``json.loads`` makes of ``"\\ud800"``; no UTF-8 encoder takes it.
+_SURROGATE = re.compile("[\\ud800-\\udfff]")
 _CODE = re.compile(r"\[(E\d{3})\]")
 
 
 @dataclass(frozen=True)
 class ServiceLimits:
-    """Size limits the service enforces (see the module constants for the defaults)."""
+    """Size, time and connection limits the service enforces (see the module constants
+    for the defaults and what each one means; times are whole seconds)."""
 
     max_body_bytes: int = MAX_BODY_BYTES
     max_batch_body_bytes: int = MAX_BATCH_BODY_BYTES
@@ -99,6 +147,10 @@ class ServiceLimits:
     max_text_chars: int = MAX_TEXT_CHARS
     max_subject_chars: int = MAX_SUBJECT_CHARS
     max_pending: int = MAX_PENDING
+    header_timeout_s: int = HEADER_TIMEOUT_S
+    body_timeout_s: int = BODY_TIMEOUT_S
+    shutdown_timeout_s: int = SHUTDOWN_TIMEOUT_S
+    max_connections: int = MAX_CONNECTIONS
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -151,6 +203,19 @@ def request_models(limits: ServiceLimits) -> tuple[type[BaseModel], type[BaseMod
                 raise PydanticCustomError("blank", "must not be empty or only white space")
             return value
 
+        @field_validator("text", "subject", "id", "attachments", mode="before")
+        @classmethod
+        def _valid_unicode(cls, value: Any) -> Any:
+            texts = [value] if isinstance(value, str) else value if isinstance(value, list) else ()
+            for i, text in enumerate(texts):
+                bad = _SURROGATE.search(text) if isinstance(text, str) else None
+                if bad is not None:
+                    where = f"name {i + 1} " if not isinstance(value, str) else ""
+                    raise PydanticCustomError(
+                        "unicode", f"{where}has a lone surrogate (U+{ord(bad.group()):04X}) at character "
+                                   f"{bad.start()}, which is not valid Unicode")
+            return value
+
     class BatchRequest(BaseModel):
         """Up to ``max_batch`` requests; each item is checked on its own."""
 
@@ -185,13 +250,6 @@ except ImportError:  # pragma: no cover - serve extra installed without it
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
-class ResultResponse(JSONResponse):
-    """A JSON response encoded with orjson when it is installed (same JSON, less CPU)."""
-
-    def render(self, content: Any) -> bytes:
-        return _json_bytes(content)
-
-
 def _error(status: int, message: str, field: str | None = None) -> JSONResponse:
     m = _CODE.match(message)
     body: dict[str, Any] = {"code": m.group(1) if m else "E055", "message": message}
@@ -217,106 +275,268 @@ class ServiceBusy(Exception):
     """More work is queued than ``ServiceLimits.max_pending``."""
 
 
+class Row(NamedTuple):
+    """One classified request as the service sends it."""
+
+    json: bytes  #: the result, or the error row, as JSON
+    error: str | None  #: the error message when it is an error row
+
+
+#: The id of the request being handled (set by the request gate), for the worker's log lines.
+_request_id: ContextVar[str | None] = ContextVar("intake_request_id", default=None)
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _error_row(rid: str | None, row: int, field: str | None, message: str) -> bytes:
+    """An error row as JSON; an id that cannot be encoded is replaced by the row number
+    (and a field or message that cannot be, escaped)."""
+    if rid is not None and not _encodable(rid):
+        rid = str(row)
+    try:
+        return _json_bytes({"id": rid, "error": {"row": row, "field": field, "message": message}})
+    except (TypeError, ValueError):
+        def escaped(text: str | None) -> str | None:
+            return None if text is None else text.encode("utf-8", "backslashreplace").decode()
+
+        return _json_bytes({"id": rid, "error": {"row": row, "field": escaped(field), "message": escaped(message)}})
+
+
+def _frames(exc: BaseException) -> str:
+    """The traceback's frames: an arbitrary exception's message may quote the request."""
+    return "".join(traceback.format_tb(exc.__traceback__)).rstrip()
+
+
+_libc: Any = None
+
+
+def _release_memory() -> None:
+    """Hand freed heap memory back to the operating system (glibc keeps it otherwise,
+    above all in the arena of a thread that worked on a large batch); no-op elsewhere."""
+    global _libc
+    if _libc is None:
+        try:
+            _libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+            _libc.malloc_trim.argtypes = [ctypes.c_size_t]
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc.malloc_trim(0)
+
+
+@dataclass(eq=False)
+class _Job:
+    """Requests from one HTTP request, classified in one go (small) or in chunks."""
+
+    requests: list[Request]
+    rows: list[int]
+    future: Future
+    numbered: bool  # rows are named in error messages (a batch)
+    request_id: str | None
+    chars: int
+    out: list[Row | None]  # filled in as its requests are classified
+    next: int = 0  # the first request not classified yet (large jobs)
+    failures: int = 0
+
+
 class ClassifyWorker:
-    """One thread that owns the classifier and classifies queued jobs, coalescing
-    small ones into one ``classify_many`` call. ``submit`` is safe from any thread."""
+    """One thread that owns the classifier. Small jobs (single requests) waiting at the
+    same moment are coalesced into one ``classify_many`` call; large ones (batches, long
+    texts) are classified a chunk at a time, round robin, taking turns with the small
+    ones, so a single request waits for at most one chunk. A request that fails to be
+    classified or encoded becomes its own error row (E059; the failure is logged under
+    the request id) and its neighbours are classified without it. ``submit`` is safe
+    from any thread."""
 
     def __init__(self, classifier: Classifier, max_pending: int = MAX_PENDING,
-                 coalesce_items: int = COALESCE_ITEMS) -> None:
+                 coalesce_items: int = COALESCE_ITEMS, chunk_chars: int = CHUNK_CHARS,
+                 small_job_chars: int = SMALL_JOB_CHARS) -> None:
         self.classifier = classifier
         self.max_pending = max_pending
         self.coalesce_items = coalesce_items
+        self.chunk_chars = chunk_chars
+        self.small_job_chars = small_job_chars
         self.pending = 0
-        self._lock = threading.Lock()
-        self._queue: queue.SimpleQueue[tuple[list[Request], Future] | None] = queue.SimpleQueue()
+        self._lock = threading.Condition()
+        self._small: deque[_Job] = deque()
+        self._large: deque[_Job] = deque()
+        self._stopping = False
+        self._chars = 0  # classified since memory was last released
         self._thread = threading.Thread(target=self._loop, name="intake-classify", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 30.0) -> None:
-        self._queue.put(None)
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop after the call under way; queued work is dropped (its futures cancelled)."""
+        with self._lock:
+            self._stopping = True
+            dropped = [*self._small, *self._large]
+            self._small.clear()
+            self._large.clear()
+            self._lock.notify()
+        for job in dropped:
+            self._finish(job, cancel=True)
         self._thread.join(timeout)
 
-    def submit(self, requests: list[Request]) -> Future:
-        """Queue requests; the future's result is their Results in order."""
+    def submit(self, requests: list[Request], rows: list[int] | None = None) -> Future:
+        """Queue requests; the future's result is their :class:`Row`\\ s in order. ``rows``
+        numbers them in error rows (a batch); without it they are numbered from 1 and
+        error messages do not name a row."""
+        chars = sum(len(r.text) + len(r.subject or "") for r in requests)
+        job = _Job(requests, rows or list(range(1, len(requests) + 1)), Future(), rows is not None,
+                   _request_id.get(), chars, [None] * len(requests))
         with self._lock:
-            if self.pending and self.pending + len(requests) > self.max_pending:
+            if self._stopping or (self.pending and self.pending + len(requests) > self.max_pending):
                 raise ServiceBusy(self.pending)
             self.pending += len(requests)
-        fut: Future = Future()
-        self._queue.put((requests, fut))
-        return fut
+            small = len(requests) <= self.coalesce_items and chars <= self.small_job_chars
+            (self._small if small else self._large).append(job)
+            self._lock.notify()
+        return job.future
 
     def _loop(self) -> None:
-        carry = None  # a job that did not fit into the previous coalesced call
+        small_turn = True
         while True:
-            job = carry if carry is not None else self._queue.get()
-            carry = None
-            if job is None:
-                return
-            jobs, size, stop = [job], len(job[0]), False
-            while size < self.coalesce_items:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is None:
-                    stop = True
-                    break
-                if size + len(nxt[0]) > self.coalesce_items:  # e.g. a batch: it goes next, on its own
-                    carry = nxt
-                    break
-                jobs.append(nxt)
-                size += len(nxt[0])
-            self._run(jobs)
-            if stop:
-                return
+            with self._lock:
+                while not (self._small or self._large or self._stopping):
+                    if self._chars < TRIM_AFTER_CHARS:
+                        self._lock.wait()
+                    elif not self._lock.wait(TRIM_IDLE_S):
+                        self._chars = 0
+                        _release_memory()
+                if self._stopping:
+                    return
+                if self._small and (small_turn or not self._large):
+                    jobs, chunk = self._take_small(), None
+                else:
+                    jobs, chunk = [], self._large.popleft()
+            small_turn = chunk is not None
+            try:
+                if chunk is not None:
+                    self._run_chunk(chunk)
+                else:
+                    self._run_small(jobs)
+            except Exception as exc:  # noqa: BLE001 - a fault here must not stop the thread
+                log.error("classification thread: unhandled %s\n%s", type(exc).__name__, _frames(exc))
+                for job in jobs if chunk is None else [chunk]:
+                    self._abandon(job, exc)
 
-    def _run(self, jobs: list[tuple[list[Request], Future]]) -> None:
+    def _take_small(self) -> list[_Job]:
+        """Small jobs to classify together (called holding the lock)."""
+        jobs, size, chars = [], 0, 0
+        while self._small:
+            job = self._small[0]
+            if jobs and (size + len(job.requests) > self.coalesce_items or chars + job.chars > self.chunk_chars):
+                break
+            jobs.append(self._small.popleft())
+            size, chars = size + len(job.requests), chars + job.chars
+        return jobs
+
+    def _run_small(self, jobs: list[_Job]) -> None:
         live = []
-        for reqs, fut in jobs:
-            if fut.set_running_or_notify_cancel():
-                live.append((reqs, fut))
-            else:  # the client went away before its turn
-                self._done(len(reqs))
-        if not live:
-            return
-        try:
-            results = list(self.classifier.classify_many([r for reqs, _ in live for r in reqs]))
-        except Exception as exc:  # noqa: BLE001 - handed to the waiting request
-            if len(live) > 1:  # one bad request must not fail its neighbours: retry each alone
-                for job in live:
-                    self._retry(job)
-                return
-            self._done(len(live[0][0]))
-            live[0][1].set_exception(exc)
-            return
-        start = 0
-        for reqs, fut in live:
-            self._deliver(reqs, fut, results[start:start + len(reqs)])
-            start += len(reqs)
+        for job in jobs:
+            if job.future.set_running_or_notify_cancel():
+                live.append(job)
+            else:  # the awaiting request was cancelled before its turn
+                self._finish(job, cancel=True)
+        self._classify([(job, i) for job in live for i in range(len(job.requests))])
+        self._chars += sum(job.chars for job in live)
+        for job in live:
+            self._finish(job)
 
-    def _retry(self, job: tuple[list[Request], Future]) -> None:
-        reqs, fut = job
-        try:
-            results = list(self.classifier.classify_many(reqs))
-        except Exception as exc:  # noqa: BLE001
-            self._done(len(reqs))
-            fut.set_exception(exc)
+    def _run_chunk(self, job: _Job) -> None:
+        if job.future.cancelled():  # the awaiting request was cancelled (e.g. at shutdown)
+            self._finish(job, cancel=True)
             return
-        self._deliver(reqs, fut, results)
-
-    def _deliver(self, reqs: list[Request], fut: Future, results: list[Result]) -> None:
-        for req, res in zip(reqs, results):
-            if req.id is None:  # classify_many numbers id-less requests; a single one keeps None
-                res.id = None
-        self._done(len(reqs))
-        fut.set_result(results)
-
-    def _done(self, n: int) -> None:
+        start, end, chars = job.next, job.next, 0
+        while end < len(job.requests) and end - start < self.coalesce_items:
+            req = job.requests[end]
+            size = len(req.text) + len(req.subject or "")
+            if end > start and chars + size > self.chunk_chars:
+                break
+            end, chars = end + 1, chars + size
+        self._classify([(job, i) for i in range(start, end)])
+        job.next = end
+        self._chars += chars
         with self._lock:
-            self.pending -= n
+            self.pending -= end - start
+            if end < len(job.requests) and not self._stopping:
+                self._large.append(job)  # its next chunk after the other jobs' turns
+                return
+        if end < len(job.requests):  # stopping: drop the rest
+            self._finish(job, cancel=True)
+        elif job.future.set_running_or_notify_cancel():
+            self._deliver(job)
+
+    def _classify(self, items: list[tuple[_Job, int]]) -> None:
+        """Classify and encode ``items`` into their jobs' ``out``; when classify_many
+        fails, each half is tried on its own, down to the row that fails."""
+        if not items:
+            return
+        try:
+            results = list(self.classifier.classify_many(
+                [NumberedRecord(job.rows[i], job.requests[i]) for job, i in items]))
+            if len(results) != len(items):
+                raise RuntimeError(f"classify_many gave {len(results)} results for {len(items)} requests")
+        except Exception as exc:  # noqa: BLE001 - becomes the failing row's error row
+            if len(items) == 1:
+                self._failed(*items[0], exc, "classified")
+                return
+            half = len(items) // 2
+            self._classify(items[:half])
+            self._classify(items[half:])
+            return
+        for (job, i), result in zip(items, results):
+            if job.requests[i].id is None:  # classify_many numbers id-less requests; a single one keeps None
+                result.id = None
+            try:
+                job.out[i] = Row(_json_bytes(result.to_dict()), result.error["message"] if result.error else None)
+            except Exception as exc:  # noqa: BLE001 - e.g. a string orjson cannot encode
+                self._failed(job, i, exc, "encoded as JSON")
+
+    def _failed(self, job: _Job, i: int, exc: Exception, stage: str) -> None:
+        row = job.rows[i]
+        job.failures += 1
+        if job.failures == 1:  # one traceback per job; the count comes when it is done
+            log.error("request_id=%s row %d not %s: %s\n%s", job.request_id, row, stage, type(exc).__name__,
+                      _frames(exc))
+        message = Errors.E059.format(where=f"row {row}: " if job.numbered else "", stage=stage,
+                                     request_id=job.request_id or "-")
+        job.out[i] = Row(_error_row(job.requests[i].id, row, None, message), message)
+
+    def _finish(self, job: _Job, cancel: bool = False) -> None:
+        """Deliver a small job, or drop any job (``cancel``); either way its requests not
+        yet counted off (large jobs count off each chunk) leave ``pending``."""
+        with self._lock:
+            self.pending -= len(job.requests) - job.next
+        if cancel:
+            job.future.cancel()
+        else:
+            self._deliver(job)
+
+    def _abandon(self, job: _Job, exc: Exception) -> None:
+        """Fail a job (the request gate answers 500 E055) and release its pending count."""
+        if job.future.done():  # delivered or cancelled: its count is released already
+            return
+        with self._lock:
+            self.pending -= len(job.requests) - job.next
+            job.next = len(job.requests)
+            if job in self._large:
+                self._large.remove(job)
+        job.future.set_exception(exc)
+
+    def _deliver(self, job: _Job) -> None:
+        if job.failures > 1:
+            log.error("request_id=%s %d of %d rows not classified or encoded", job.request_id, job.failures,
+                      len(job.requests))
+        job.future.set_result(job.out)
 
 
 # -- the ASGI layer in front of FastAPI ----------------------------------------------------
@@ -325,7 +545,9 @@ class _Disconnected(Exception):
 
 
 class RequestGate:
-    """Request id, content type, body size, access log and last-resort 500 (pure ASGI)."""
+    """Request id, content type, body size and deadline, access log and last-resort 500
+    (pure ASGI). The whole body must arrive within ``body_timeout_s`` of the headers
+    (uvicorn sets no such deadline), else 408 E058 and the connection is closed."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], limits: ServiceLimits,
                  direct: dict[str, Callable[[bytes], Awaitable[Response | None]]] | None = None) -> None:
@@ -343,6 +565,7 @@ class RequestGate:
         given = headers.get("x-request-id", "")
         rid = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        _request_id.set(rid)  # this request's task only
         method, path = scope["method"], scope["path"]
         start = time.perf_counter()
         state = {"status": 0, "started": False, "bytes_in": 0}
@@ -359,7 +582,12 @@ class RequestGate:
                 if refused is not None:
                     await refused(scope, receive, send_with_id)
                     return
-                body, state["bytes_in"], refused = await self._read_body(receive, path)
+                try:
+                    async with asyncio.timeout(self.limits.body_timeout_s):
+                        body, refused = await self._read_body(receive, path, state)
+                except TimeoutError:
+                    refused = _error(408, Errors.E058.format(part="body", seconds=self.limits.body_timeout_s))
+                    refused.headers["connection"] = "close"  # what is still coming is not a request
                 if refused is not None:
                     await refused(scope, receive, send_with_id)
                     return
@@ -399,28 +627,29 @@ class RequestGate:
             return _error(413, Errors.E050.format(size=int(length), limit=self._limit(path), path=path))
         return None
 
-    async def _read_body(self, receive: Callable, path: str) -> tuple[bytes, int, JSONResponse | None]:
-        """(body, bytes read, refusal or None)."""
-        limit, size, chunks = self._limit(path), 0, []
+    async def _read_body(self, receive: Callable, path: str, state: dict) -> tuple[bytes, JSONResponse | None]:
+        """(body, refusal or None); counts the bytes read in ``state["bytes_in"]``."""
+        limit, chunks = self._limit(path), []
         while True:
             message = await receive()
             if message["type"] == "http.disconnect":
                 raise _Disconnected
             chunk = message.get("body", b"")
-            size += len(chunk)
+            state["bytes_in"] += len(chunk)
+            size = state["bytes_in"]
             if size > limit:  # no Content-Length (chunked), or a lying one
-                return b"", size, _error(413, Errors.E050.format(size=f"at least {size}", limit=limit, path=path))
+                return b"", _error(413, Errors.E050.format(size=f"at least {size}", limit=limit, path=path))
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
         if not body.strip():
-            return body, size, _error(400, Errors.E052.format(detail="the body is empty; send a JSON object."))
+            return body, _error(400, Errors.E052.format(detail="the body is empty; send a JSON object."))
         try:
             body.decode("utf-8")
         except UnicodeDecodeError as exc:
-            return body, size, _error(400, Errors.E052.format(detail=f"the body is not UTF-8 (byte {exc.start})."))
-        return body, size, None
+            return body, _error(400, Errors.E052.format(detail=f"the body is not UTF-8 (byte {exc.start})."))
+        return body, None
 
 
 def _replay(body: bytes, receive: Callable) -> Callable:
@@ -434,6 +663,148 @@ def _replay(body: bytes, receive: Callable) -> Callable:
         return await receive()
 
     return replay
+
+
+# -- the HTTP protocol under it ------------------------------------------------------------
+def _connection_cap(limit: int) -> int:
+    """``limit``, or fewer, so that connections leave ``FD_RESERVE`` of the open-file limit."""
+    try:
+        import resource
+
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):  # pragma: no cover - not Unix
+        return limit
+    if soft == resource.RLIM_INFINITY:
+        return limit
+    return max(1, min(limit, max(soft // 2, soft - FD_RESERVE)))
+
+
+class GuardedHTTPProtocol(AutoHTTPProtocol):  # type: ignore[misc, valid-type]
+    """uvicorn's HTTP/1.1 protocol (httptools, else h11) with the connection limits of
+    :class:`ServiceLimits`, which uvicorn lacks, or applies only once a request's
+    headers are in (``limit_concurrency``) so that stalled clients keep their sockets:
+
+    - a request's headers must arrive within ``header_timeout_s`` of connecting or, on a
+      kept-alive connection, of the request's first byte; else 408 E058 (nothing, when
+      nothing came) and the connection is closed;
+    - at SIGTERM, a connection still sending its request is closed at once;
+    - at most ``max_connections`` are open (fewer under a low open-file limit, see
+      :func:`_connection_cap`). A new one beyond that displaces the connection that has
+      waited longest while idle or sending its request (headers before bodies); when
+      every one is being answered, the new one gets 503 E070 and is closed.
+    """
+
+    #: The limits of this server's connections; None: from ``$INTAKE_SERVICE_LIMITS``
+    #: (which ``run`` sets for worker processes), else the defaults.
+    limits: ServiceLimits | None = None
+    _cap: int | None = None
+    _head_timer: asyncio.TimerHandle | None = None
+    _head_started = False  # bytes of a request came, not yet all its headers
+    _seen_cycle: Any = None
+    _since = 0.0  # when the connection was last opened, idle or began a request
+
+    @classmethod
+    def with_limits(cls, limits: ServiceLimits) -> type["GuardedHTTPProtocol"]:
+        """This protocol for a server with ``limits``."""
+        return type(cls.__name__, (cls,), {"limits": limits, "_cap": None})
+
+    @classmethod
+    def _settings(cls) -> tuple[ServiceLimits, int]:
+        if cls.limits is None:
+            raw = os.environ.get(ENV_LIMITS)
+            cls.limits = ServiceLimits(**json.loads(raw)) if raw else ServiceLimits()
+        if cls._cap is None:
+            cls._cap = _connection_cap(cls.limits.max_connections)
+        return cls.limits, cls._cap
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._since = self.loop.time()
+        limits, cap = self._settings()
+        if len(self.connections) > cap and not self._make_room(cap):
+            self._refuse(503, Errors.E070.format(limit=cap), "too_many_connections")
+            return
+        self._head_timer = self.loop.call_later(limits.header_timeout_s, self._head_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.cycle is not self._seen_cycle:  # a request's headers are in
+            self._seen_cycle, self._since, self._head_started = self.cycle, self.loop.time(), False
+            self._disarm()
+        if not self._in_request() and not self.transport.is_closing():
+            self._head_started = True
+            if self._head_timer is None:
+                self._head_timer = self.loop.call_later(self._settings()[0].header_timeout_s, self._head_timeout)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._since = self.loop.time()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """At shutdown, a request whose body is still arriving is dropped (the request
+        gate logs it as 499), like one still sending its headers: only requests already
+        under way get ``shutdown_timeout_s`` to finish."""
+        if self._in_request() and self.cycle.more_body:
+            self.transport.close()
+            return
+        super().shutdown()
+
+    def _in_request(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if self._in_request() or self.transport.is_closing():
+            return
+        if self._head_started and (self.cycle is None or not self.cycle.more_body):
+            seconds = self._settings()[0].header_timeout_s
+            self._refuse(408, Errors.E058.format(part="headers", seconds=seconds), "header_timeout")
+        else:  # nothing came, or only the rest of a body already answered
+            self.transport.close()
+
+    def _waiting(self) -> tuple[int, float] | None:
+        """(0 idle or sending headers / 1 sending a body, since when), or None when busy."""
+        if self.transport is None or self.transport.is_closing():
+            return None
+        if not self._in_request():
+            return 0, self._since
+        return (1, self._since) if self.cycle.more_body else None
+
+    def _make_room(self, cap: int) -> bool:
+        """Close the connection that has waited longest; False when none is waiting."""
+        others = [c for c in self.connections if c is not self and isinstance(c, GuardedHTTPProtocol)]
+        if sum(1 for c in others if not c.transport.is_closing()) < cap:
+            return True  # the excess is connections already closing
+        waiting = [(w, c) for c in others if (w := c._waiting()) is not None]
+        if not waiting:
+            return False
+        _, victim = min(waiting, key=lambda wc: wc[0])
+        access_log.info("connection=%s status=- reason=displaced", _peer(victim.client))
+        victim.transport.close()
+        return True
+
+    def _refuse(self, status: int, message: str, reason: str) -> None:
+        """Answer ``status`` with a coded error before any request is read, and close."""
+        code = _CODE.match(message)
+        body = _json_bytes({"error": {"code": code.group(1) if code else "E055", "message": message}})
+        head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(body)}\r\nconnection: close\r\n\r\n")
+        self.transport.write(head.encode("latin-1") + body)
+        self.transport.close()
+        access_log.info("connection=%s status=%d reason=%s", _peer(self.client), status, reason)
+
+
+def _peer(client: tuple[str, int] | None) -> str:
+    return f"{client[0]}:{client[1]}" if client else "-"
 
 
 # -- the app -------------------------------------------------------------------------------
@@ -487,7 +858,7 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
         try:
             yield
         finally:
-            worker.stop()
+            worker.stop()  # queued work is dropped: in-flight requests had shutdown_timeout_s
 
     app = FastAPI(title="intake", version=_versions()["intake-classifier"], lifespan=lifespan,
                   description="Pre-screen support requests against the Bitrix24 SLA (SPEC §1 in, SPEC §2 out).")
@@ -496,22 +867,31 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
     errors = {status: {"model": ErrorResponse, "description": text} for status, text in (
         (400, "Body is not valid JSON (E052)"), (413, "Body too large (E050)"),
         (415, "Content type is not application/json (E051)"),
-        (422, "A field is missing, of the wrong type or over its limit (E053, E054, E03x)"),
-        (500, "Unexpected error; the message names the request id (E055)"), (503, "Too much queued work (E057)"))}
+        (408, "The body did not arrive within body_timeout_s (E058)"),
+        (422, "A field is missing, of the wrong type, over its limit or not valid Unicode (E053, E054, E03x)"),
+        (500, "Unexpected error, or the request could not be classified; the message names the request id "
+              "(E055, E059)"),
+        (503, "Too much queued work (E057), or too many open connections (E070)"))}
 
-    async def classify(requests: list[Request]) -> list[Result]:
-        return await asyncio.wrap_future(app.state.worker.submit(requests))
+    async def classify(requests: list[Request], rows: list[int] | None = None) -> list[Row]:
+        return await asyncio.wrap_future(app.state.worker.submit(requests, rows))
+
+    def answer(row: Row) -> Response:
+        """A single request's answer: its result, or why it could not be classified (500)."""
+        if row.error is not None:
+            return _error(500, row.error)
+        return Response(row.json, media_type="application/json")
 
     def to_request(item: BaseModel, row: int) -> Request:
         return Request.from_mapping(item.model_dump(exclude_none=True), row=row)
 
     # The body models are local to this app, so the endpoints get real (not string)
     # annotations and are registered with add_api_route below.
-    async def classify_one(body: Any) -> JSONResponse:
-        (result,) = await classify([to_request(body, row=1)])
-        return ResultResponse(result.to_dict())
+    async def classify_one(body: Any) -> Response:
+        (row,) = await classify([to_request(body, row=1)])
+        return answer(row)
 
-    async def classify_one_directly(body: bytes) -> ResultResponse | None:
+    async def classify_one_directly(body: bytes) -> Response | None:
         """``classify_one`` for a body that is a valid request, read as FastAPI reads it
         (``json.loads``, then the body model) but without its per-request routing and
         dependency solving (about half of the HTTP side's work: 0.25-0.32 ms of CPU a
@@ -522,12 +902,16 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
             future = app.state.worker.submit([req])
         except (ValueError, RecursionError, InputError, ServiceBusy):  # JSON and validation errors are ValueErrors
             return None
-        (result,) = await asyncio.wrap_future(future)
-        return ResultResponse(result.to_dict())
+        (row,) = await asyncio.wrap_future(future)
+        return answer(row)
 
-    async def classify_batch(body: Any) -> JSONResponse:
-        rows: list[dict[str, Any] | None] = []
+    async def classify_batch(body: Any) -> Response:
+        """Rows are encoded one by one (in the classification thread for the classified
+        ones), so a row that cannot be encoded is that row's error, not the batch's."""
+        out: list[bytes | None] = []  # an error row, or None: classified
         good: list[Request] = []
+        rows: list[int] = []
+        failed = 0
         for row, item in enumerate(body.requests, 1):
             rid = item.get("id") if isinstance(item, dict) else None
             rid = str(rid) if isinstance(rid, (str, int)) and not isinstance(rid, bool) and rid != "" else str(row)
@@ -537,17 +921,25 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
                 req = to_request(ClassifyRequest.model_validate(item), row=row)
             except ValidationError as exc:
                 field, message = _validation_message(exc.errors()[0], f"row {row}: ", 0)
-                rows.append(Result(id=rid, error={"row": row, "field": field, "message": message}).to_dict())
+                out.append(_error_row(rid, row, field, message))
+                failed += 1
                 continue
             except InputError as exc:
-                rows.append(Result(id=rid, error={"row": row, "field": exc.field, "message": str(exc)}).to_dict())
+                out.append(_error_row(rid, row, exc.field, str(exc)))
+                failed += 1
                 continue
             good.append(req if req.id is not None else replace(req, id=str(row)))
-            rows.append(None)
-        results = iter(await classify(good) if good else [])
-        out = [r if r is not None else next(results).to_dict() for r in rows]
-        failed = sum(1 for r in out if "error" in r)
-        return ResultResponse({"results": out, "count": len(out), "failed": failed})
+            rows.append(row)
+            out.append(None)
+        results = iter(await classify(good, rows) if good else [])
+        parts = []
+        for part in out:
+            if part is None:
+                classified = next(results)
+                part, failed = classified.json, failed + (classified.error is not None)
+            parts.append(part)
+        return Response(b'{"results":[%s],"count":%d,"failed":%d}' % (b",".join(parts), len(parts), failed),
+                        media_type="application/json")
 
     classify_one.__annotations__["body"] = ClassifyRequest
     classify_batch.__annotations__["body"] = BatchRequest
@@ -628,18 +1020,22 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, model_dir: 
         rules_dir: str | Path | None = None, limits: ServiceLimits = ServiceLimits()) -> None:
     """Serve until interrupted. With ``workers > 1`` each worker process loads the
     model and rules once (passed through the environment); a broken model or rules
-    folder is reported before any worker starts."""
+    folder is reported before any worker starts. Connections are guarded by
+    :class:`GuardedHTTPProtocol`; after SIGTERM, in-flight requests get
+    ``limits.shutdown_timeout_s`` before they are cancelled."""
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise IntakeError(Errors.E028.format(name="workers", value=workers, allowed="1 or more"))
     options: dict[str, Any] = {"host": host, "port": port, "access_log": False, "log_config": LOG_CONFIG,
-                               "server_header": False}
+                               "server_header": False, "timeout_graceful_shutdown": limits.shutdown_timeout_s}
     read_manifest(model_source(model_dir).path)  # fail fast, before loading rules
     if workers == 1:
         clf = Classifier.load(model_dir, rules_dir=rules_dir)
-        uvicorn.run(create_app(clf, limits=limits), **options)
+        uvicorn.run(create_app(clf, limits=limits), http=GuardedHTTPProtocol.with_limits(limits), **options)
         return
     load_rules(rules_dir)
     os.environ[ENV_MODEL_DIR] = "" if model_dir is None else str(Path(model_dir).resolve())
     os.environ[ENV_RULES_DIR] = "" if rules_dir is None else str(Path(rules_dir).resolve())
     os.environ[ENV_LIMITS] = json.dumps(asdict(limits))
-    uvicorn.run("classifier.service:app_from_env", factory=True, workers=workers, **options)
+    # each worker's protocol reads the limits from INTAKE_SERVICE_LIMITS
+    uvicorn.run("classifier.service:app_from_env", factory=True, workers=workers, http=GuardedHTTPProtocol,
+                **options)

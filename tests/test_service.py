@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import json
 import re
+import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -32,11 +34,11 @@ from classifier import service
 from classifier.classify import Classifier
 from classifier.errors import IntakeError, ModelError
 from classifier.model_files import DEFAULT_MODEL_DIR
-from classifier.request import Request
+from classifier.request import NumberedRecord, Request
 from classifier.result import Result, result_schema
 from classifier.rules import DEFAULT_RULES_DIR
 from classifier.service import (MAX_BATCH, MAX_BATCH_BODY_BYTES, MAX_BODY_BYTES, MAX_TEXT_CHARS, ClassifyWorker,
-                                ServiceBusy, ServiceLimits, create_app)
+                                Row, ServiceBusy, ServiceLimits, create_app)
 
 PORTAL_DOWN = {
     "id": "T-501", "subject": "URGENT portal down", "channel": "webform",
@@ -71,14 +73,34 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+#: URL of a server started by ``serving`` -> its process.
+PROCESSES: dict[str, subprocess.Popen] = {}
+#: ``service.run`` with the limits given as JSON (what ``intake serve`` does, with other limits).
+RUN_WITH_LIMITS = ("import json, sys; from classifier.service import ServiceLimits, run; "
+                   "run(host='127.0.0.1', port=int(sys.argv[1]), model_dir=sys.argv[2], rules_dir=sys.argv[3], "
+                   "limits=ServiceLimits(**json.loads(sys.argv[4])))")
+
+
 @contextmanager
-def serving(args: list[str], log_path: Path) -> Iterator[str]:
-    """Run ``intake serve ARGS`` on a free loopback port until /healthz answers; yield its URL."""
+def serving(args: list[str], log_path: Path, limits: dict | None = None, open_files: int | None = None
+            ) -> Iterator[str]:
+    """Run ``intake serve ARGS`` (with ``limits``: ``service.run`` on ARGS model and rules
+    dirs) on a free loopback port, at most ``open_files`` open, until /healthz answers;
+    yield its URL."""
     port = free_port()
+    if limits is None:
+        cmd = [sys.executable, "-m", "classifier.cli", "serve", "--host", "127.0.0.1", "--port", str(port), *args]
+    else:
+        cmd = [sys.executable, "-c", RUN_WITH_LIMITS, str(port), *args, json.dumps(limits)]
+
+    def limit_files() -> None:
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
+
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "classifier.cli", "serve", "--host", "127.0.0.1",
-                                 "--port", str(port), *args], stdout=log, stderr=log, cwd=PROJECT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=PROJECT, preexec_fn=limit_files)
     url = f"http://127.0.0.1:{port}"
+    PROCESSES[url] = proc
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:
@@ -94,6 +116,7 @@ def serving(args: list[str], log_path: Path) -> Iterator[str]:
             time.sleep(0.2)
         yield url
     finally:
+        PROCESSES.pop(url, None)
         proc.terminate()
         try:
             proc.wait(timeout=15)
@@ -209,6 +232,37 @@ def test_batch_classifies_every_good_item_and_reports_bad_ones_as_error_rows(
     schema = result_schema()
     for row in rows:
         jsonschema.validate(row, schema)
+
+
+def test_a_lone_surrogate_is_refused_in_its_field_and_spoils_only_its_item(
+        client: httpx.Client, local: Classifier) -> None:
+    """``json.loads`` reads ``"\\ud800"`` as a lone surrogate, which no UTF-8 encoder takes:
+    the field is refused (E053); in a batch, as that item's error row, with the row number
+    for an id that cannot be echoed; the other items are classified."""
+    items = [{"id": f"s{i}", "text": f"Calendar sync with Google stopped after update {i}"} for i in range(1, 101)]
+    items[4]["id"] = "\ud800x"
+    items[8]["attachments"] = ["log.txt", "\ud800.bmp"]
+    items[11]["text"] = "portal down \udfff since 8:00"
+    r = client.post("/v1/classify/batch", content=json.dumps({"requests": items}).encode(), headers=JSON)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert (body["count"], body["failed"]) == (100, 3)
+    rows = body["results"]
+    problem = "has a lone surrogate (U+{code}) at character {at}, which is not valid Unicode."
+    assert rows[4] == {"id": "5", "error": {"row": 5, "field": "id", "message":
+                                            "[E053] row 5: field 'id': " + problem.format(code="D800", at=0)}}
+    assert rows[8] == {"id": "s9", "error": {"row": 9, "field": "attachments", "message": "[E053] row 9: field "
+                                             "'attachments': name 2 " + problem.format(code="D800", at=0)}}
+    assert rows[11] == {"id": "s12", "error": {"row": 12, "field": "text", "message":
+                                               "[E053] row 12: field 'text': " + problem.format(code="DFFF", at=12)}}
+    assert rows[0] == local.classify(items[0]).to_dict() and rows[99] == local.classify(items[99]).to_dict()
+    one = client.post("/v1/classify", content=json.dumps({"text": "printer broken", "attachments": ["\ud800.bmp"]})
+                      .encode(), headers=JSON)
+    assert one.status_code == 422
+    assert one.json() == {"error": {"code": "E053", "field": "attachments", "message":
+                                    "[E053] field 'attachments': name 1 " + problem.format(code="D800", at=0)}}
+    assert client.post("/v1/classify", content=json.dumps({"text": "x", "id": "a\udc00"}).encode(),
+                       headers=JSON).json()["error"]["field"] == "id"
 
 
 def test_openapi_documents_the_request_models_and_their_limits(client: httpx.Client) -> None:
@@ -406,6 +460,161 @@ def test_healthz_answers_while_a_large_batch_is_being_classified(client: httpx.C
     assert [r["id"] for r in body["results"]] == [f"b{i}" for i in range(n)]
 
 
+def long_texts(n: int, chars: int = 7_500) -> list[str]:
+    """``n`` texts of about ``chars`` characters each, made of tickets from the corpus."""
+    lines = (PROJECT / "data" / "tickets.jsonl").read_text(encoding="utf-8").splitlines()
+    texts = [json.loads(line)["text"] for line in lines if line.strip()]
+    out, k = [], 0
+    for _ in range(n):
+        parts: list[str] = []
+        while sum(map(len, parts)) < chars:
+            parts.append(texts[k % len(texts)])
+            k += 1
+        out.append("\n\n".join(parts))
+    return out
+
+
+def resident_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_a_single_request_is_answered_promptly_while_a_large_batch_is_classified(
+        client: httpx.Client, server: str) -> None:
+    """A batch is classified a chunk at a time, taking turns with single requests; its
+    memory is handed back afterwards."""
+    pid = PROCESSES[server].pid
+    items = [{"id": f"L{i}", "text": text} for i, text in enumerate(long_texts(80))]
+    before = resident_mb(pid)
+    done: dict[str, httpx.Response] = {}
+
+    def send() -> None:
+        with httpx.Client(base_url=server, timeout=300) as c:
+            done["r"] = c.post("/v1/classify/batch", json={"requests": items})
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    for _ in range(3000):
+        if client.get("/healthz").json()["pending"] > 0:
+            break
+        time.sleep(0.01)
+    waits = []
+    for _ in range(3):
+        start = time.monotonic()
+        assert client.post("/v1/classify", json=UPDATE_STUCK).status_code == 200
+        waits.append(time.monotonic() - start)
+    batch_running = sender.is_alive()
+    sender.join(300)
+    assert max(waits) < 1.5, waits
+    assert batch_running, "the batch was done before the single requests were timed"
+    body = done["r"].json()
+    assert (body["count"], body["failed"]) == (80, 0)
+    time.sleep(0.5)
+    grown = resident_mb(pid) - before
+    assert grown < 15, f"resident memory grew {grown:.0f} MB"
+
+
+# -- hostile clients: stalled connections, deadlines, shutdown -----------------------------------
+#: Short deadlines, so the tests need not wait long; 256 open files, as the probe had.
+GUARDED = {"header_timeout_s": 3, "body_timeout_s": 4}
+PARTIAL_HEADERS = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+PARTIAL_BODY = (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
+                b"\r\n{\"text\": ")
+
+
+@pytest.fixture(scope="module")
+def guarded(dirs: SimpleNamespace) -> Iterator[str]:
+    with serving([str(dirs.model), str(dirs.rules)], dirs.root / "guarded.log", limits=GUARDED,
+                 open_files=256) as url:
+        yield url
+
+
+def connect(url: str, data: bytes = b"") -> socket.socket:
+    """A connection to ``url`` that sends ``data`` and then nothing."""
+    s = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=15)
+    s.sendall(data)
+    return s
+
+
+def answer(s: socket.socket) -> tuple[str, dict[str, str], bytes]:
+    """(status line, headers, body) of what the server sends until it closes."""
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    status, *lines = head.decode("latin-1").split("\r\n") if head else ("", )
+    return status, dict(line.lower().split(": ", 1) for line in lines), body
+
+
+def test_stalled_clients_cannot_lock_out_new_ones(guarded: str) -> None:
+    """300 connections that stop halfway, on a server with 256 open files: a new
+    connection displaces the one that has waited longest, and is served."""
+    stalled = [connect(guarded, PARTIAL_HEADERS if i % 2 else PARTIAL_BODY) for i in range(300)]
+    try:
+        for _ in range(5):
+            start = time.monotonic()
+            r = httpx.post(guarded + "/v1/classify", json=OPEN_CHANNELS, timeout=10)  # a new connection each
+            assert r.status_code == 200
+            assert time.monotonic() - start < 2
+        assert httpx.get(guarded + "/healthz", timeout=10).json()["limits"]["max_connections"] == 1000
+    finally:
+        for s in stalled:
+            s.close()
+
+
+def test_a_client_that_stops_sending_gets_a_408_and_is_dropped(guarded: str) -> None:
+    start = time.monotonic()
+    silent, headers, body = connect(guarded), connect(guarded, PARTIAL_HEADERS), connect(guarded, PARTIAL_BODY)
+    assert answer(silent) == ("", {}, b"")  # nothing came: the connection is just closed
+    status, head, payload = answer(headers)
+    assert status == "HTTP/1.1 408 Request Timeout" and head["connection"] == "close"
+    assert json.loads(payload) == {"error": {"code": "E058", "message": "[E058] The request headers did not arrive "
+                                             "within 3 s; the connection is closed. Send the whole request without "
+                                             "pausing."}}
+    status, head, payload = answer(body)
+    assert status == "HTTP/1.1 408 Request Timeout" and head["connection"] == "close" and "x-request-id" in head
+    assert json.loads(payload)["error"]["message"].startswith("[E058] The request body did not arrive within 4 s")
+    assert 3.5 < time.monotonic() - start < 9
+
+
+def test_a_full_server_answers_503_and_stops_within_its_shutdown_timeout(dirs: SimpleNamespace) -> None:
+    """Every connection busy: a new one gets 503 E070 at once. At SIGTERM the requests
+    under way get shutdown_timeout_s, then the server exits."""
+    body = json.dumps({"requests": [{"text": t} for t in long_texts(150)]}).encode()
+    request = (b"POST /v1/classify/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+    limits = {"max_connections": 2, "shutdown_timeout_s": 2}
+    with serving([str(dirs.model), str(dirs.rules)], dirs.root / "full.log", limits=limits) as url:
+        busy = [connect(url, request) for _ in range(2)]  # some seconds of work each
+        time.sleep(1)
+        r = httpx.get(url + "/healthz", timeout=10)
+        assert r.status_code == 503
+        assert r.json() == {"error": {"code": "E070", "message": "[E070] Too many open connections (limit 2); "
+                                                                 "retry shortly."}}
+        proc = PROCESSES[url]
+        start = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(60)
+        assert time.monotonic() - start < 2 + 4
+        for s in busy:
+            s.close()
+
+
+def test_sigterm_drops_clients_still_sending_at_once(guarded: str) -> None:
+    """(Last of the tests on ``guarded``: it stops that server.)"""
+    stalled = [connect(guarded, PARTIAL_BODY), connect(guarded, PARTIAL_HEADERS)]
+    time.sleep(0.3)
+    proc = PROCESSES[guarded]
+    start = time.monotonic()
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(30)
+    assert time.monotonic() - start < 2
+    assert [answer(s)[0] for s in stalled] == ["", ""]  # closed, no answer
+
+
 # -- start-up ----------------------------------------------------------------------------------
 def test_run_with_workers_hands_each_worker_the_dirs_and_limits(dirs: SimpleNamespace, monkeypatch) -> None:
     calls = []
@@ -441,7 +650,7 @@ def test_a_missing_model_stops_run_before_it_listens(tmp_path: Path, monkeypatch
     missing = tmp_path / "no-model"
     with pytest.raises(ModelError) as exc:
         service.run(model_dir=missing, workers=workers)
-    assert str(exc.value) == f"[E020] No model at {missing / 'model.joblib'}. Train one with: intake train --out {missing}"
+    assert str(exc.value) == f"[E020] No model at {missing / 'model.skops'}. Train one with: intake train --out {missing}"
     with pytest.raises(IntakeError, match=re.escape("[E028] Parameter workers=0 is not allowed. Possible values: 1 or more")):
         service.run(workers=0)
 
@@ -451,7 +660,7 @@ def test_serve_without_the_serve_extra_says_how_to_install_it() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=PROJECT)
     assert proc.returncode == 1
     assert proc.stderr.strip() == ('Error: the HTTP service needs the serve extra (fastapi is missing): '
-                                   'pip install -e ".[serve]"')
+                                   'pip install "intake-classifier[serve]" (in a checkout: pip install -e ".[serve]")')
 
 
 # -- in process: paths a healthy server does not take ---------------------------------------------
@@ -461,21 +670,40 @@ class FakeClassifier:
     def __init__(self, classify_many) -> None:
         self.classify_many = classify_many
         self.manifest: dict = {}
+        self.sources: dict = {}
         self.model = None
         self.rules_digest = "0" * 64
         self.analyser = SimpleNamespace(ruleset=SimpleNamespace(rules=[]))
 
 
-def echo(requests):
-    return [Result(id=r.id, category="general", suggested_reply=r.text) for r in requests]
+def unwrap(records) -> list[Request]:
+    """The requests a classify_many was given (the worker hands them over with their row)."""
+    return [r.record if isinstance(r, NumberedRecord) else r for r in records]
+
+
+def echo(records):
+    return [Result(id=r.id, category="general", suggested_reply=r.text) for r in unwrap(records)]
+
+
+def picky(records):
+    """echo, but any call with a request whose text is "poison" fails."""
+    if any(r.text == "poison" for r in unwrap(records)):
+        raise ValueError(f"cannot handle {records}")
+    return echo(records)
+
+
+def decoded(rows: list[Row]) -> list[dict]:
+    return [json.loads(row.json) for row in rows]
 
 
 def test_an_unexpected_error_is_a_500_with_the_request_id_and_is_logged_without_the_text(
         caplog: pytest.LogCaptureFixture) -> None:
     def explode(requests):
-        raise RuntimeError(f"cannot handle {requests[0].text}")
+        raise RuntimeError(f"cannot handle {requests}")
 
-    with TestClient(create_app(FakeClassifier(explode))) as c, caplog.at_level("INFO", logger="intake"):
+    app = create_app(FakeClassifier(echo))
+    with TestClient(app) as c, caplog.at_level("INFO", logger="intake"):
+        app.state.worker.submit = explode
         r = c.post("/v1/classify", json=WITH_PASSWORD)
     rid = r.headers["x-request-id"]
     assert r.status_code == 500
@@ -514,7 +742,7 @@ def test_waiting_requests_are_classified_together_and_each_gets_its_own_results(
     calls: list[list[str | None]] = []
 
     def record(requests):
-        calls.append([r.id for r in requests])
+        calls.append([r.id for r in unwrap(requests)])
         return echo(requests)
 
     worker = ClassifyWorker(FakeClassifier(record), coalesce_items=4)
@@ -522,48 +750,144 @@ def test_waiting_requests_are_classified_together_and_each_gets_its_own_results(
             [Request(text="e", id="5")]]
     futures = [worker.submit(job) for job in jobs]  # queued before the thread starts
     worker.start()
-    results = [[(r.id, r.suggested_reply) for r in f.result(10)] for f in futures]
+    results = [[(r["id"], r["suggested_reply"]) for r in decoded(f.result(10))] for f in futures]
     worker.stop()
     assert calls == [["1", None, "x", "y"], ["5"]]
     assert results == [[("1", "a")], [(None, "b")], [("x", "c"), ("y", "d")], [("5", "e")]]
     assert worker.pending == 0
 
 
-def test_a_batch_too_big_to_coalesce_is_classified_on_its_own_in_queue_order() -> None:
+def test_a_large_batch_is_classified_in_chunks_that_take_turns_with_single_requests() -> None:
     calls: list[list[str | None]] = []
+    late = []
 
     def record(requests):
-        calls.append([r.id for r in requests])
+        calls.append([r.id for r in unwrap(requests)])
+        if calls[-1][0] == "b0":  # a single request comes in while the batch is being classified
+            late.append(worker.submit([Request(text="single", id="s2")]))
         return echo(requests)
 
-    worker = ClassifyWorker(FakeClassifier(record), coalesce_items=4)
-    futures = [worker.submit([Request(text="single", id="s1")]),
-               worker.submit([Request(text=f"row {i}", id=f"b{i}") for i in range(5)]),
-               worker.submit([Request(text="single", id="s2")])]
+    worker = ClassifyWorker(FakeClassifier(record), coalesce_items=4, small_job_chars=50)
+    first = worker.submit([Request(text="single", id="s1")])
+    batch = worker.submit([Request(text=f"row {i}", id=f"b{i}") for i in range(10)], rows=list(range(1, 11)))
+    long = worker.submit([Request(text="x" * 60, id="long")])  # a long single text takes turns too
     worker.start()
-    assert [len(f.result(10)) for f in futures] == [1, 5, 1]
+    assert [r["id"] for r in decoded(batch.result(10))] == [f"b{i}" for i in range(10)]
+    assert (decoded(first.result(10))[0]["id"], decoded(late[0].result(10))[0]["id"]) == ("s1", "s2")
+    assert decoded(long.result(10))[0]["id"] == "long"
     worker.stop()
-    assert calls == [["s1"], ["b0", "b1", "b2", "b3", "b4"], ["s2"]]
+    assert calls == [["s1"], ["b0", "b1", "b2", "b3"], ["s2"], ["long"], ["b4", "b5", "b6", "b7"], ["b8", "b9"]]
+    assert worker.pending == 0
+
+    calls.clear()  # a chunk holds at most chunk_chars characters (or one longer request)
+    worker = ClassifyWorker(FakeClassifier(record), chunk_chars=100, small_job_chars=50)
+    sizes = [40, 40, 40, 150, 10]
+    batch = worker.submit([Request(text="y" * n, id=f"c{i}") for i, n in enumerate(sizes)], rows=[1, 2, 3, 4, 5])
+    worker.start()
+    assert len(batch.result(10)) == 5
+    worker.stop()
+    assert calls == [["c0", "c1"], ["c2"], ["c3"], ["c4"]]
 
 
-def test_one_failing_request_does_not_fail_the_requests_classified_with_it() -> None:
-    def picky(requests):
-        if any(r.text == "poison" for r in requests):
-            raise ValueError("no")
-        return echo(requests)
-
+def test_one_failing_request_does_not_fail_the_requests_classified_with_it(
+        caplog: pytest.LogCaptureFixture) -> None:
     worker = ClassifyWorker(FakeClassifier(picky))
     futures = [worker.submit([Request(text=t)]) for t in ("fine", "poison", "also fine")]
-    worker.start()
-    assert futures[0].result(10)[0].suggested_reply == "fine"
-    assert isinstance(futures[1].exception(10), ValueError)
-    assert futures[2].result(10)[0].suggested_reply == "also fine"
+    batch = worker.submit([Request(text=t, id=f"r{row}") for row, t in ((3, "ok"), (7, "poison"), (9, "ok"))],
+                          rows=[3, 7, 9])
+    with caplog.at_level("INFO", logger="intake"):
+        worker.start()
+        rows = [f.result(10)[0] for f in futures] + batch.result(10)
     worker.stop()
+    message = "[E059] the request could not be classified: internal error, logged under request id -."
+    assert rows[1] == Row(json.dumps({"id": None, "error": {"row": 1, "field": None, "message": message}},
+                                     separators=(",", ":")).encode(), message)
+    assert [r["suggested_reply"] for r in decoded([rows[0], rows[2], rows[3], rows[5]])] == [
+        "fine", "also fine", "ok", "ok"]
+    assert json.loads(rows[4].json) == {"id": "r7", "error": {"row": 7, "field": None, "message":
+        "[E059] row 7: the request could not be classified: internal error, logged under request id -."}}
     assert worker.pending == 0
+    errors = [rec.getMessage() for rec in caplog.records if rec.levelname == "ERROR"]
+    assert [e.split("\n")[0] for e in errors] == ["request_id=None row 1 not classified: ValueError",
+                                                   "request_id=None row 7 not classified: ValueError"]
+    assert not any("poison" in e for e in errors)  # the exception's message may quote the request
     busy = ClassifyWorker(FakeClassifier(echo), max_pending=2)
     busy.submit([Request(text="x"), Request(text="y")])
     with pytest.raises(ServiceBusy):
         busy.submit([Request(text="z")])
+
+
+def test_a_fault_in_the_classification_thread_fails_only_the_work_at_hand() -> None:
+    worker = ClassifyWorker(FakeClassifier(echo))
+    classify = worker._classify
+    calls = iter([RuntimeError("bug"), None])
+
+    def faulty(items):
+        exc = next(calls)
+        if exc is not None:
+            raise exc
+        classify(items)
+
+    worker._classify = faulty
+    worker.start()
+    first = worker.submit([Request(text="a"), Request(text="b")])
+    assert isinstance(first.exception(10), RuntimeError)
+    second = worker.submit([Request(text="c")])
+    assert decoded(second.result(10))[0]["suggested_reply"] == "c"
+    worker.stop()
+    assert worker.pending == 0
+
+
+def test_an_item_that_cannot_be_classified_is_its_own_error_row_not_the_batchs(
+        caplog: pytest.LogCaptureFixture) -> None:
+    items = [{"id": f"T-{i}", "text": f"request {i}"} for i in range(1, 101)]
+    items[36] = {"id": "T-37", "text": "poison"}
+    items[79] = {"text": "poison"}
+    with TestClient(create_app(FakeClassifier(picky))) as c, caplog.at_level("INFO", logger="intake"):
+        r = c.post("/v1/classify/batch", json={"requests": items}, headers={"x-request-id": "batch-1"})
+        one = c.post("/v1/classify", json={"text": "poison"}, headers={"x-request-id": "single-1"})
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["count"], body["failed"]) == (100, 2)
+    rows = body["results"]
+    assert rows[36] == {"id": "T-37", "error": {"row": 37, "field": None, "message": "[E059] row 37: the request "
+                        "could not be classified: internal error, logged under request id batch-1."}}
+    assert rows[79] == {"id": "80", "error": {"row": 80, "field": None, "message": "[E059] row 80: the request "
+                        "could not be classified: internal error, logged under request id batch-1."}}
+    assert [row["suggested_reply"] for i, row in enumerate(rows) if i not in (36, 79)] == [
+        item["text"] for i, item in enumerate(items) if i not in (36, 79)]
+    assert one.status_code == 500
+    assert one.json() == {"error": {"code": "E059", "message": "[E059] the request could not be classified: "
+                                                               "internal error, logged under request id single-1."}}
+    errors = [rec.getMessage().split("\n")[0] for rec in caplog.records if rec.levelname == "ERROR"]
+    assert errors == ["request_id=batch-1 row 37 not classified: ValueError",
+                      "request_id=batch-1 2 of 100 rows not classified or encoded",
+                      "request_id=single-1 row 1 not classified: ValueError"]
+
+
+def test_an_item_whose_result_cannot_be_encoded_is_its_own_error_row_not_the_batchs() -> None:
+    def unencodable(records):  # a lone surrogate cannot be encoded as UTF-8 JSON
+        return [Result(id=r.id, category="general", suggested_reply="\ud800" if r.text == "bad" else r.text)
+                for r in unwrap(records)]
+
+    items = [{"id": "a", "text": "fine"}, {"id": "b", "text": "bad"}, {"text": "also fine"}]
+    with TestClient(create_app(FakeClassifier(unencodable))) as c:
+        r = c.post("/v1/classify/batch", json={"requests": items}, headers={"x-request-id": "enc-1"})
+        one = c.post("/v1/classify", json={"text": "bad"}, headers={"x-request-id": "enc-2"})
+    assert r.status_code == 200
+    assert r.json()["results"][1] == {"id": "b", "error": {"row": 2, "field": None, "message": "[E059] row 2: the "
+                                      "request could not be encoded as JSON: internal error, logged under request id "
+                                      "enc-1."}}
+    assert [row.get("suggested_reply") for row in r.json()["results"]] == ["fine", None, "also fine"]
+    assert (one.status_code, one.json()["error"]["code"]) == (500, "E059")
+
+
+def test_an_error_row_whose_id_cannot_be_encoded_carries_its_row_number() -> None:
+    assert json.loads(service._error_row("\udc80x", 7, "id", "bad")) == {
+        "id": "7", "error": {"row": 7, "field": "id", "message": "bad"}}
+    assert json.loads(service._error_row("T-1", 7, None, "bad"))["id"] == "T-1"
+    assert json.loads(service._error_row(None, 7, "a\ud800", "bad \udfff"))["error"] == {
+        "row": 7, "field": "a\\ud800", "message": "bad \\udfff"}
 
 
 def test_limits_must_be_positive() -> None:
