@@ -5,6 +5,7 @@ field, so a batch can report it and go on with the other rows.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Mapping, NamedTuple
 
@@ -81,11 +82,17 @@ class Request:
                    attachments=attachments, product=product)
 
 
-def _shown(value: str, limit: int = 100) -> str:
-    """A bad field value as an error message may repeat it: secrets masked, cut to ``limit``."""
-    from .masking import mask_secrets
+#: A word of six or more characters with a letter and a digit or symbol in it: in a field
+#: value, out of any context that would tell, it may be a bare password ("Qw7!mzP2").
+_MADE_UP_WORD = re.compile(r"(?=[^\s'\"]{0,99}[^\W\d_])(?=[^\s'\"]{0,99}[\d!@#$%^&*])[^\s'\"]{6,100}")
 
-    shown = mask_secrets(value).text
+
+def _shown(value: str, limit: int = 100) -> str:
+    """A bad field value as an error message may repeat it: secrets and made-up words
+    masked, cut to ``limit``."""
+    from .masking import MASK, mask_secrets
+
+    shown = _MADE_UP_WORD.sub(MASK, mask_secrets(value).text)
     return shown if len(shown) <= limit else shown[:limit] + "…"
 
 

@@ -191,6 +191,19 @@ ADVERSARIAL: dict[str, Callable[[int], str]] = {
     "license": lambda n: "K4Z9-" * (n // 5),
     "quoted": lambda n: "> " + "x" * n,
     "combining": lambda n: "e" + "\u0301" * n,
+    # the forms added for the probe's 30 credential forms
+    "mysql -p": lambda n: "mysql -u root -p" * (n // 16),
+    "curl -u": lambda n: "curl -u a:" * (n // 10),
+    "net use": lambda n: "net use \\\\s\\x /user:a " * (n // 24),
+    "base64 run": lambda n: "dXNl" * (n // 4),
+    "base64 words": lambda n: "dXNlcjpw " * (n // 9),
+    "crypt hash": lambda n: "$2y$" + "a" * n,
+    "passphrase": lambda n: "passphrase: " + "word " * (n // 5),
+    "second half": lambda n: "password second half " * (n // 21),
+    "table": lambda n: "| login | password |\n" + "| a | Qw7!x |\n" * (n // 14),
+    "aside": lambda n: "(pwd " * (n // 5),
+    "open quote": lambda n: 'password is "' + "x" * n,
+    "bot token": lambda n: "1234567:" * (n // 8),
 }
 SMALL, FACTOR = 1_500, 4  # both below MAX_TEXT_CHARS, so the whole text is classified
 
@@ -228,8 +241,8 @@ def test_masking_time_grows_linearly_on_adversarial_input(name: str) -> None:
 
 # ------------------------------------------------------------------ 2. credential corpus
 def test_the_corpus_is_big_enough() -> None:
-    assert sum(len(e["secrets"]) for e in SECRETS) >= 60
-    assert len(LOOKALIKES) >= 30
+    assert sum(len(e["secrets"]) for e in SECRETS) >= 160
+    assert len(LOOKALIKES) >= 80
     assert all(s in e["text"] for e in SECRETS for s in e["secrets"])
 
 
@@ -255,6 +268,161 @@ def test_no_lookalike_is_masked() -> None:
     wrong = {t: (m.text, m.kinds) for t, m in changed.items() if m.text != t or m.kinds}
     print(f"look-alikes left alone: {len(LOOKALIKES) - len(wrong)}/{len(LOOKALIKES)}")
     assert not wrong
+
+
+#: (kind reported, text, secret): one of each form a probe found the masker missing, and relatives
+NEW_FORMS: list[tuple[str, str, str]] = [
+    ("command_password", "mysql -u bitrix0 -pXr7kQ2vB sitemanager", "Xr7kQ2vB"),
+    ("command_password", "mariadb-dump -u kopia -p'Zima#2023' portal", "Zima#2023"),
+    ("command_password", "curl -u admin:Adm1n!2024 https://crm.example.org/rest/", "Adm1n!2024"),
+    ("command_password", "sshpass -p 'Dep#l0y77' ssh deploy@203.0.113.40", "Dep#l0y77"),
+    ("command_password", "net use Z: \\\\fs01\\bitrix /user:ACME\\svc W1nShare!9", "W1nShare!9"),
+    ("command_password", "net use Y: \\\\nas\\backup Partage2024! /user:BUREAU\\compta", "Partage2024!"),
+    ("command_password", "redis-cli -h 10.0.0.5 -a R3dis_Cache_Pw ping", "R3dis_Cache_Pw"),
+    ("command_password", "sqlcmd -S sql01 -U sa -P Sq1Adm!n2019", "Sq1Adm!n2019"),
+    ("command_password", "plink -ssh -pw Serwer!2024 root@198.51.100.23", "Serwer!2024"),
+    ("command_password", "xfreerdp /v:198.51.100.50 /u:admin /p:Rdp#Paris75", "Rdp#Paris75"),
+    ("command_password", "ldapsearch -x -D cn=bx -w Ldap4Bitrix! -b dc=acme", "Ldap4Bitrix!"),
+    ("command_password", "smbclient //nas/backup -U sicherung%Backup2024!", "Backup2024!"),
+    ("command_password", "lftp -u shop,Lftp#2024 ftp.example.org", "Lftp#2024"),
+    ("command_password", "docker login -u ci -p Dckr_Push_2024 registry.example.com", "Dckr_Push_2024"),
+    ("command_password", "htpasswd -bc .htpasswd tester St4ging!Pw", "St4ging!Pw"),
+    ("command_password", "wp db export --password 'My Db Pass 1'", "My Db Pass 1"),
+    ("password", "MAIL_PASSWORD=Pass!Mail2024", "Pass!Mail2024"),
+    ("password", "REDIS_PASSWORD=secret\nREDIS_PORT=6379", "secret\n"),
+    ("password", "Server=sql01;User Id=sa;Password=Secret#1;Encrypt=no", "Secret#1"),
+    ("password", "PGPASSWORD=Pg_Repl1ca psql -h 10.0.0.7", "Pg_Repl1ca"),
+    ("password", "Datenbankpasswort: Hafen!Kiel22", "Hafen!Kiel22"),
+    ("password", "la contraseña del FTP es Ftp2024x", "Ftp2024x"),
+    ("password", "a senha da conta é Rio#Sol2023", "Rio#Sol2023"),
+    ("password", "пасс: Qw7mzP2x", "Qw7mzP2x"),
+    ("password", "логин admin, пасс Sup0rt2024", "Sup0rt2024"),
+    ("password", "a senha e Recife2024", "Recife2024"),
+    ("password", "mdp : Rennes35!", "Rennes35!"),
+    ("password", "A palavra-passe é Braga!2024", "Braga!2024"),
+    ("password", "vot parol: Kazan2024", "Kazan2024"),
+    ("password", "a test user (the password is bluebird) for you", "bluebird"),
+    ("password", "my account (login ivan, pwd sunflower) for you", "sunflower"),
+    ("password", "(mdp lavande)", "lavande"),
+    ("password", 'the password is "blue lantern river" with spaces', "blue lantern river"),
+    ("password", "das Kennwort lautet „Sommer Wind Meer“", "Sommer Wind Meer"),
+    ("password", "le mot de passe est « soleil de minuit »", "soleil de minuit"),
+    ("passphrase", "The passphrase for the key is correct horse battery staple, thanks", "correct horse battery staple"),
+    ("passphrase", "Кодовое слово: синий маяк северный ветер.", "синий маяк северный ветер"),
+    ("password_part", "I split the password. Second half: zP2x#9", "zP2x#9"),
+    ("password_part", "Passwort: erste Hälfte: Wald#42, zweite Hälfte: Berg!77", "Wald#42"),
+    ("password_part", "Пароль частями. Вторая половина — Volga!77", "Volga!77"),
+    ("password_part", "hasło: druga połowa: Odra!88", "Odra!88"),
+    ("password_lines", "The password is in two lines:\nKx7#pLm2\n9qR!zW4v\nJoin them.", "9qR!zW4v"),
+    ("table_password", "| Login | Password |\n|---|---|\n| shop | Ftp!Shop24 |", "Ftp!Shop24"),
+    ("url_password", "mongodb+srv://crm:M0n@go!pass@cluster0.ab1cd.mongodb.net/crm", "go!pass"),  # after the "@" in it
+    ("url_password", "smtp://robot@shop.example.ru:P@rol-2024@smtp.example.ru:465", "P@rol-2024"),
+    ("password_hash", "tester:$apr1$r31xQ8aW$HqJZimcKQFAMYayBlzkrA/", "HqJZimcKQFAMYayBlzkrA"),
+    ("password_hash", "admin:$2y$10$9Ue1sKcXq8mPqR3aTnWb0uM2LqY6oNfJd3H4kE5rT7yZ1aB2cD3eG", "9Ue1sKcXq8mPqR3aTnWb0u"),
+    ("password_hash", "soporte:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g=", "W6ph5Mm5Pz8GgiULbPgzG37mj9g="),
+    ("basic_auth", "the header value Basic dXNlcjpwYXNzd29yZDEyMw== gets 401", "dXNlcjpwYXNzd29yZDEyMw=="),
+    ("basic_auth", "we send dXNlcjpwYXNz to the API", "dXNlcjpwYXNz"),
+    ("bot_token", "Token 7012345678:AAHk3Jm9QxYz-Ab1Cd2Ef3Gh4Ij5Kl6Mn7O for the bot", "AAHk3Jm9QxYz-Ab1Cd2Ef3Gh4Ij5Kl6Mn7O"),
+    ("webhook_url", "posts to https://hooks.slack.com/services/T0A1B2C3D/B0E4F5G6H/aBcDeFgHiJkLmNoPqRsTuVwX daily",
+     "aBcDeFgHiJkLmNoPqRsTuVwX"),
+    ("webhook_url", "https://discord.com/api/webhooks/112233445566778899/Zx9Yw8Vu7Ts6Rq5Po4Nm3Lk2Ji1Hg0Fe", "Zx9Yw8Vu7Ts6Rq5Po4Nm"),
+    ("webhook_url", "https://n8n.example.pl/webhook/3f2c1b0a-9d8e-4f7a-b6c5-d4e3f2a1b0c9", "3f2c1b0a-9d8e-4f7a"),
+    ("vendor_token", "key=AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY&callback=init", "AIzaSyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"),
+    ("vendor_token", "glpat-Ab3dE6gH9jK2mN5pQ8sT in CI", "glpat-Ab3dE6gH9jK2mN5pQ8sT"),
+    ("vendor_token", "secret GOCSPX-q1W2e3R4t5Y6u7I8o9P0aSdFgHj.", "GOCSPX-q1W2e3R4t5Y6u7I8o9P0aSdFgHj"),
+    ("vendor_token", "whsec_Q2w3E4r5T6y7U8i9O0pA1sD2f signs the events", "whsec_Q2w3E4r5T6y7U8i9O0pA1sD2f"),
+    ("api_token", "APP_KEY=base64:c2VjcmV0LWtleS1mb3ItYXBw", "c2VjcmV0LWtleS1mb3ItYXBw"),
+]
+
+
+@pytest.mark.parametrize(("kind", "text", "secret"), NEW_FORMS, ids=[f"{k}:{t[:30]}" for k, t, _ in NEW_FORMS])
+def test_each_new_credential_form_is_masked_as_its_kind(kind: str, text: str, secret: str) -> None:
+    result = mask_secrets(text)
+    assert secret not in result.text and kind in result.kinds, (result.text, result.kinds)
+    assert mask_secrets(result.text).kinds == []  # and masking it again changes nothing
+
+
+def test_a_value_that_starts_with_a_password_word_is_masked_but_a_following_label_is_not() -> None:
+    """"password: secret" and "MAIL_PASSWORD=Pass!…" give a value, a connection string's next key is not part of
+    it, and in "password:\n\nпароль от FTP — x" the second password word is a label."""
+    assert mask_secrets("password: secret").text == f"password: {MASK}"
+    assert mask_secrets("MAIL_PASSWORD=Pass!Mail2024").text == f"MAIL_PASSWORD={MASK}"
+    assert mask_secrets("DB_PASS=secret\nDB_NAME=portal").text == f"DB_PASS={MASK}\nDB_NAME=portal"
+    assert mask_secrets("User Id=sa;Password=Secret#1;Encrypt=no").text == f"User Id=sa;Password={MASK};Encrypt=no"
+    assert mask_secrets("password:\n\nпароль от FTP — Vb7pQ2rT").text == f"password:\n\nпароль от FTP — {MASK}"
+
+
+def test_macs_skus_and_uuids_are_not_license_keys_but_long_or_named_keys_are() -> None:
+    for text in ["MAC 00-1A-2B-3C-4D-5E", "SKU AB12-CD34-EF56", "GUID {0B7C9D7E-1A2B-4C3D-8E9F-A1B2C3D4E5F6}",
+                 "cipher AECDH-AES256-SHA"]:
+        assert mask_secrets(text).text == text
+    for text, key in [("key AB12-CD34-EF56-GH78", "AB12-CD34-EF56-GH78"), ("key SM6-NA-K8DF4HJ2LZ1Q", "SM6-NA-K8DF4HJ2LZ1Q"),
+                      ("License key: AB12-CD34-EF56", "AB12-CD34-EF56")]:
+        assert key not in mask_secrets(text).text
+
+
+def test_a_part_of_a_password_is_masked_only_in_a_text_about_a_password() -> None:
+    assert mask_secrets("The second half: zP2x#9 of the form is not saved.").kinds == []
+    assert "zP2x#9" not in mask_secrets("Password sent in two messages. Second half: zP2x#9").text
+
+
+def test_a_base64_value_is_masked_only_when_it_decodes_to_a_login() -> None:
+    assert mask_secrets("header dXNlcjpwYXNz sent").text == f"header {MASK} sent"  # user:pass
+    for text in ["header eyJhbGciOiJIUzI1NiJ9 only", "link aHR0cHM6Ly9leGFtcGxlLmNvbQ== here",  # JSON, a URL
+                 "Bitrix24 CIBlockElement settings", "dGhpcyBpcyBub3QgYSBsb2dpbg=="]:  # "this is not a login"
+        assert mask_secrets(text).text == text
+
+
+def test_a_slack_webhook_url_never_reaches_the_result_the_explanation_or_the_log(clf: Classifier,
+                                                                             caplog: pytest.LogCaptureFixture) -> None:
+    """A URL rule matches the webhook URL: what it reports must be the masked URL."""
+    caplog.set_level(logging.DEBUG)
+    secret = "T0A1B2C3D/B0E4F5G6H/aBcDeFgHiJkLmNoPqRsTuVwX"
+    url = f"https://hooks.slack.com/services/{secret}"
+    d = clf.classify({"text": f"Our portal https://acme.bitrix24.com stopped sending deal alerts. The robot posts to "
+                              f"{url} and gets 404 since the update.", "subject": f"Slack {url}"}).to_dict()
+    everything = json.dumps(d, ensure_ascii=False)
+    for part in [secret, *secret.split("/")]:
+        assert part not in everything and part not in caplog.text
+    matched = [w for r in d["explanation"]["rules"] for w in r["matched"]]
+    assert any(w.startswith("https://hooks.slack.com/services/") for w in matched)
+    assert "credentials_present" in d["flags"]
+
+
+#: (product value, its secret): the masker finds the first four; the bare password only
+#: request.py's rule for field values (out of context, a made-up word may be a password)
+BAD_PRODUCTS = [("https://hooks.slack.com/services/T0A1B2C3D/B0E4F5G6H/aBcDeFgHiJkLmNoPqRsTuVwX", "aBcDeFgHiJkLmNoPqRsTuVwX"),
+                ("self_hosted, mysql -uroot -pKoshka2020", "Koshka2020"),
+                ("cloud 7012345678:AAHk3Jm9QxYz-Ab1Cd2Ef3Gh4Ij5Kl6Mn7O", "AAHk3Jm9QxYz-Ab1Cd2Ef3Gh4Ij5Kl6Mn7O"),
+                ("cloud (pwd sunflower)", "sunflower"),
+                ("Qw7!mzP2x", "Qw7!mzP2x")]
+
+
+@pytest.mark.parametrize(("product", "secret"), BAD_PRODUCTS)
+def test_a_secret_in_a_rejected_product_value_is_not_in_the_error(clf: Classifier, product: str, secret: str) -> None:
+    with pytest.raises(InputError) as exc:
+        clf.classify({"text": "The CRM is slow", "product": product})
+    message = str(exc.value)
+    assert message.startswith("[E034] row 1: field 'product' value '") and MASK in message
+    assert secret not in message
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_a_secret_in_a_rejected_product_value_is_not_in_the_batch_error_row(tmp_path: Path, fmt: str) -> None:
+    rows = [{"id": f"p{i}", "text": "The CRM is slow", "product": product} for i, (product, _) in enumerate(BAD_PRODUCTS)]
+    src, out = tmp_path / f"in.{fmt}", tmp_path / f"out.{fmt}"
+    if fmt == "jsonl":
+        src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    else:
+        with open(src, "w", encoding="utf-8", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["id", "text", "product"])
+            writer.writeheader()
+            writer.writerows(rows)
+    result = CliRunner().invoke(main, ["classify", "--input", str(src), "--output", str(out)])
+    written = out.read_text(encoding="utf-8")
+    assert written.count("E034") == len(BAD_PRODUCTS)
+    for _, secret in BAD_PRODUCTS:
+        assert secret not in written and secret not in result.stdout + result.stderr
 
 
 def test_commit_hashes_follow_the_documented_decision() -> None:
@@ -472,11 +640,11 @@ def test_every_spec_channel_and_product_still_passes() -> None:
 
 def _skipped_patterns(text: str) -> list[str]:
     """The masking patterns that match ``text`` but whose gate or pre-test would skip them."""
-    from classifier.masking import _STEPS, CASE_FOLDS, _SCANNER
+    from classifier.masking import _SCANNER, _STEPS, gate_text
     from classifier.regex_literals import passes
 
-    found = _SCANNER.scan(text.lower().translate(CASE_FOLDS))
-    return [kind for (kind, regex, _), gate, pretest in _STEPS
+    found = _SCANNER.scan(gate_text(text))
+    return [kind for (kind, regex, _), gate, pretest, _ in _STEPS
             if regex.search(text) and not (passes(gate, found) and (pretest is None or pretest(text)))]
 
 
@@ -496,7 +664,12 @@ def test_masking_gates_and_pretests_never_skip_a_pattern_that_would_match() -> N
 _SECRETISH = st.lists(st.sampled_from(
     ["password", "PASS", "key", "token", "License key", "secret", " ", "  ", "\n", ":", "=", "=>", " is ", "-", "/",
      " / ", "'", '"', "admin", "ftp", "0", "7", "A", "f", "Z", "Qw7!", "deadbeef", "DEADBEEF01234567", "ab12-",
-     "AB12-CD34-", "EF56", "\u017f", "\u0131", "\u212a", "ü", "Ж", "x" * 40]), max_size=30).map("".join)
+     "AB12-CD34-", "EF56", "\u017f", "\u0131", "\u212a", "\u0130", "\u1c82", "\u1c83", "ü", "Ж", "x" * 40,
+     # pieces of the forms added for the probe's 30 credential forms
+     "mysql", "-p", " -u ", "curl", "sshpass", "net use ", "\\\\", "/user:", "--password ", "$apr1$", "$2y$", "{SHA}",
+     "dXNl", "cjpw", "YXNz", "==", "1234567", ":AA", "a" * 33, "hooks.slack.com/services/", "/webhook/", "AIza",
+     "пасс", "пароль", "second half", "zweite Hälfte", "(", ")", "pwd ", "passphrase", "|", "\t", "lines", "\u00a0"]),
+    max_size=30).map("".join)
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -512,18 +685,21 @@ def test_a_login_pair_around_a_tab_spaced_slash_is_masked() -> None:
     assert result.kinds == ["login_password"] and "Qw7!mzP2x" not in result.text
 
 
-def test_letters_that_ignorecase_reads_as_ascii_do_not_hide_a_secret() -> None:
-    """"paſſword" is "password" to the IGNORECASE patterns; the gates must see it so too."""
-    import re
+def test_letters_that_ignorecase_reads_as_a_gate_letter_do_not_hide_a_secret() -> None:
+    """"paſſword", "lİcense", "парᲂль" are "password", "license", "пароль" to the IGNORECASE
+    patterns; the gates must read them so too, for every letter of every gate string."""
     import sys
 
-    from classifier.masking import CASE_FOLDS
+    from classifier.masking import _GATES, CASE_FOLDS, gate_text
+    from classifier.regex_literals import gate_strings
 
-    for text in ["paſſword: Qw7!mzP2x", "ſecret_key = abcdefgh12345678", "paſſwort: Qw7!mzP2x"]:
+    for text in ["paſſword: Qw7!mzP2x", "ſecret_key = abcdefgh12345678", "paſſwort: Qw7!mzP2x", "парᲂль: Qw7!mzP2x",
+                 "sİgnature: abcdef0123456789abcd", "\u212aennwort: Qw7!mzP2x"]:  # (the Kelvin sign)
         result = mask_secrets(text)
-        assert result.masked and MASK in result.text and "Qw7!mzP2x" not in result.text and "abcdefgh1" not in result.text
-    ascii_letter = re.compile(r"(?i)[a-z]")
-    odd = {cp for cp in range(0x80, sys.maxunicode + 1)
-           if not 0xD800 <= cp <= 0xDFFF and ascii_letter.fullmatch(chr(cp)) and not chr(cp).lower().isascii()
-           and not any(c.isascii() and c.isalpha() for c in chr(cp).lower())}
-    assert odd == set(CASE_FOLDS)
+        assert result.masked and "Qw7!mzP2x" not in result.text and "abcdef0123" not in result.text, text
+    every_char = "".join(chr(cp) for cp in range(0x80, sys.maxunicode + 1) if not 0xD800 <= cp <= 0xDFFF)
+    letters = {c for s in gate_strings(_GATES) for c in s if c.isalpha()}
+    misread = {(m.group(), letter) for letter in letters
+               for m in re.finditer(re.escape(letter), every_char, re.I) if gate_text(m.group()) != letter}
+    assert misread == set()
+    assert all(gate_text(chr(cp)) == letter for cp, letter in CASE_FOLDS.items())
