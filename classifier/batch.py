@@ -327,6 +327,7 @@ def csv_row(result: Result) -> dict[str, Any]:
         "delay_reasons": ";".join(d["delay_reasons"]),
         "flags": ";".join(d["flags"]),
         "explanation": json.dumps(d["explanation"], ensure_ascii=False),
+        **({"text": d["text"]} if "text" in d else {}),
     }
 
 
@@ -350,12 +351,13 @@ def _unwritable(result: Result, fmt: str, exc: Exception) -> Result:
 
 
 def write_results(results: Iterable[Result], out: TextIO, fmt: str = "jsonl", *,
-                  header: bool = True) -> Iterator[Result]:
+                  header: bool = True, include_text: bool = False) -> Iterator[Result]:
     """Write each result as it comes and pass it on (for progress and the summary). A result
     that cannot be written becomes its row's error (E046); ``header=False`` leaves out the
-    CSV header (when appending)."""
+    CSV header (when appending); ``include_text`` adds the CSV column ``text``."""
     if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + (("text",) if include_text else ()),
+                                extrasaction="ignore")
         if header:
             writer.writeheader()
         for r in results:
@@ -580,7 +582,7 @@ def _csv_rows_in(lines: Iterator[bytes | int], path: Path, done: Done) -> int:
     try:
         for fields in reader:
             if header:
-                if fields != list(CSV_COLUMNS):
+                if fields not in (list(CSV_COLUMNS), [*CSV_COLUMNS, "text"]):
                     raise IntakeError(Errors.E045.format(path=path,
                                                          problem="its first line is not the CSV header intake writes"))
                 header = False

@@ -26,6 +26,7 @@ from .features import Analysed, Analyser
 from .locations import Source, model_source, rules_source
 from .model import RequestModel
 from .model_files import load_model
+from .normalise import masked_text
 from .reply import check_templates, write_reply
 from .request import NumberedRecord, Request, _shown
 from .result import Result
@@ -73,20 +74,23 @@ class Classifier:
         return self.analyser.ruleset.digest
 
     # -- classification ------------------------------------------------------------
-    def classify(self, request: Any) -> Result:
-        """One request (a text, a mapping of SPEC §1 fields, or a Request)."""
+    def classify(self, request: Any, *, include_text: bool = False) -> Result:
+        """One request (a text, a mapping of SPEC §1 fields, or a Request); with
+        ``include_text`` the result carries the request's text with secrets masked."""
         req = Request.from_mapping(request, row=1)
-        result = next(self._results([req]))
+        result = next(self._results([req], include_text))
         if isinstance(result, Exception):
             raise result
         return result
 
-    def classify_many(self, requests: Iterable[Any], batch_size: int = BATCH_SIZE) -> Iterator[Result]:
+    def classify_many(self, requests: Iterable[Any], batch_size: int = BATCH_SIZE, *,
+                      include_text: bool = False) -> Iterator[Result]:
         """Stream results in input order; a record that cannot be read, or whose
         classification fails (E039), yields an error result naming its row and id
         instead of stopping the batch. Items may be texts,
         mappings, Requests, or :class:`NumberedRecord` (row numbers from a file reader);
-        otherwise rows are numbered from 1."""
+        otherwise rows are numbered from 1. ``include_text`` adds each request's text,
+        secrets masked, to its result (for pipelines that store the text)."""
         it = iter(requests)
         row = 0
         while True:
@@ -110,7 +114,7 @@ class Classifier:
                     continue
                 good.append(req if req.id is not None else replace(req, id=str(row)))
                 slots.append(row)
-            results = self._results(good)
+            results = self._results(good, include_text)
             requests = iter(good)
             for slot in slots:
                 if isinstance(slot, Result):
@@ -131,25 +135,28 @@ class Classifier:
         return pd.concat([df, out.drop(columns=[c for c in out.columns if c in df.columns])], axis=1)
 
     # -- internals ------------------------------------------------------------------
-    def _results(self, requests: list[Request]) -> Iterator[Result | Exception]:
+    def _results(self, requests: list[Request], include_text: bool = False) -> Iterator[Result | Exception]:
         """A result per request, in order; the exception instead for one whose classification raised."""
         for start in range(0, len(requests), BATCH_SIZE):
             with collector_paused():  # a whole batch is worked out before any of it is handed on
-                results = self._work_out(requests[start:start + BATCH_SIZE])
+                results = self._work_out(requests[start:start + BATCH_SIZE], include_text)
             yield from results
 
-    def _work_out(self, requests: list[Request]) -> list[Result | Exception]:
+    def _work_out(self, requests: list[Request], include_text: bool = False) -> list[Result | Exception]:
         try:
             analysed = list(self.analyser.analyse(requests))
             probas = self._probas(analysed)
         except Exception as exc:  # noqa: BLE001 - one request spoils its batch: find it by working out each alone
             if len(requests) == 1:
                 return [exc]
-            return [r for req in requests for r in self._work_out([req])]
+            return [r for req in requests for r in self._work_out([req], include_text)]
         results: list[Result | Exception] = []
         for a, p in zip(analysed, probas):
             try:
-                results.append(self._result(a, decide(a, p)))
+                result = self._result(a, decide(a, p))
+                if include_text:
+                    result.text = masked_text(a.request.text)[0]
+                results.append(result)
             except Exception as exc:  # noqa: BLE001 - handed on as that request's error
                 results.append(exc)
         return results

@@ -263,7 +263,8 @@ def _readable(result) -> str:
     ]
     if d["explanation"].get("review_reasons"):
         lines.append("review:        " + "; ".join(d["explanation"]["review_reasons"]))
-    return "\n".join(lines) + "\n\nsuggested reply:\n" + d["suggested_reply"]
+    text = f"\n\ntext (secrets masked):\n{d['text']}" if "text" in d else ""
+    return "\n".join(lines) + "\n\nsuggested reply:\n" + d["suggested_reply"] + text
 
 
 @main.command()
@@ -281,11 +282,13 @@ def _readable(result) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file (once the run has ended).")
 @click.option("--json", "as_json", is_flag=True, help="For TEXT: print the JSON result instead of the readable summary.")
 @click.option("--no-model", is_flag=True, help="Rules alone, without the trained model.")
+@click.option("--include-text", is_flag=True,
+              help="Add each request's text, secrets masked, to its result (field and CSV column 'text').")
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @MODEL_OPTION
 @RULES_OPTION
-def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overwrite, as_json, no_model, quiet,
-             model_dir, rules_dir) -> None:
+def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overwrite, as_json, no_model,
+             include_text, quiet, model_dir, rules_dir) -> None:
     """Classify one request (TEXT) or a batch (--input FILE|-).
 
     --output is written under a temporary name and renamed when the run ends, so a
@@ -309,7 +312,7 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overw
     clf = _load_classifier(model_dir, rules_dir, no_model)
     if text is not None:
         try:
-            result = clf.classify({"text": text, "subject": subject})
+            result = clf.classify({"text": text, "subject": subject}, include_text=include_text)
         except IntakeError as exc:
             _fail(exc)
         click.echo(json.dumps(result.to_dict(), ensure_ascii=False, indent=2) if as_json else _readable(result))
@@ -339,8 +342,9 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overw
         total = max(total - done.count, 0)
     progress = tqdm(total=total, unit="req", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
     try:
-        results = clf.classify_many(done.skip(records))
-        for result in batch.write_results(results, out, out_fmt, header=output is None or output.header):
+        results = clf.classify_many(done.skip(records), include_text=include_text)
+        for result in batch.write_results(results, out, out_fmt, header=output is None or output.header,
+                                          include_text=include_text):
             progress.update(1)
             if result.ok:
                 for key in counts:
@@ -384,6 +388,72 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overw
             click.echo(f"  failed {line}", err=True)
         if len(failed) > 20:
             click.echo(f"  … and {len(failed) - 20} more failed rows", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--input", "input_path", type=click.Path(path_type=Path, allow_dash=True), required=True,
+              help="Requests, JSONL or CSV ('-' for standard input).")
+@click.option("--output", "output_path", type=click.Path(path_type=Path, allow_dash=True), default=None,
+              help="JSON Lines file to write (default: standard output).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None, help="Input format (default: by extension).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing --output file (once the run has ended).")
+def mask(input_path: Path, output_path: Path | None, fmt: str | None, overwrite: bool) -> None:
+    """Write each request with its text and subject masked, for pipelines that store them.
+
+    Every field is kept; in `text` and `subject` each secret becomes [MASKED] (HTML is
+    read as plain text), and `masked_secrets` counts them. A row that cannot be read is
+    an error row, as with classify. Exit status: 0, or 1 when some rows failed.
+    """
+    import json
+
+    from . import batch
+    from .errors import InputError
+    from .masking import mask_secrets
+    from .normalise import masked_text
+    from .request import Request
+
+    to_file = output_path is not None and str(output_path) != "-"
+    try:
+        records = batch.read_requests(input_path, fmt)
+        output = batch.OutputFile(output_path, "jsonl", overwrite=overwrite) if to_file else None
+    except IntakeError as exc:
+        _fail(exc)
+    out = output.stream if output is not None else sys.stdout
+    failed = 0
+    try:
+        for row, record in records:
+            try:
+                if isinstance(record, InputError):
+                    raise record
+                request = Request.from_mapping(record, row=row)
+                text, kinds = masked_text(request.text)
+                line = {**record, "text": text}
+                if request.subject is not None:
+                    subject = mask_secrets(request.subject)
+                    line["subject"], kinds = subject.text, kinds + subject.kinds
+                line["masked_secrets"] = len(kinds)
+            except InputError as exc:
+                failed += 1
+                rid = record.get("id") if isinstance(record, dict) else exc.request_id
+                line = {"id": rid if isinstance(rid, (str, int)) and not isinstance(rid, bool) else None,
+                        "error": {"row": row, "field": exc.field, "message": str(exc)}}
+            written = json.dumps(line, ensure_ascii=False)
+            if any("\ud800" <= ch <= "\udfff" for ch in written):  # a lone surrogate has no UTF-8 form
+                written = json.dumps(line)
+            out.write(written + "\n")
+        if output is not None:
+            output.commit()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(1)
+    except OSError as exc:
+        _fail(output.fail(exc) if output is not None else exc)
+    except BaseException:
+        if output is not None:
+            output.discard()
+        raise
     if failed:
         sys.exit(1)
 

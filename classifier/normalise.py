@@ -208,6 +208,21 @@ def _looks_like_end(lines: list[str], i: int) -> bool:
     return True
 
 
+def masked_text(text: str) -> tuple[str, list[str]]:
+    """The request text as a pipeline may store it, and the kinds of secrets masked: HTML
+    read as plain text (its hidden comments kept as ``<!-- … -->`` lines at the end), line
+    endings unified, every secret replaced by ``[MASKED]``; nothing cut or reordered."""
+    from .masking import mask_secrets
+
+    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ")
+    comments: list[str] = []
+    if _HTML_HINT.search(text):
+        text, comments = html_to_text(text)
+    results = [mask_secrets(text)] + [mask_secrets(c) for c in comments]
+    shown = results[0].text + "".join(f"\n<!-- {r.text} -->" for r in results[1:])
+    return shown, [k for r in results for k in r.kinds]
+
+
 def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEXT_CHARS,
               mask: bool = True) -> NormalisedRequest:
     """Split a request into labelled segments (see module doc); cut very long text.

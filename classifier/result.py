@@ -25,6 +25,8 @@ class Result:
     explanation: dict[str, Any] = field(default_factory=dict)
     suggested_reply: str | None = None
     error: dict[str, Any] | None = None
+    #: the request's text with secrets masked, when asked for (``include_text``)
+    text: str | None = None
     #: the request's row in its batch (1-based), for messages; not part of the output
     row: int | None = field(default=None, compare=False, repr=False)
 
@@ -43,7 +45,8 @@ class Result:
                 "response_time_hours": self.response_time_hours, "missing_info": list(self.missing_info),
                 "delay_reasons": list(self.delay_reasons), "flags": list(self.flags),
                 "confidence": self.confidence, "needs_review": self.needs_review,
-                "explanation": self.explanation, "suggested_reply": self.suggested_reply}
+                "explanation": self.explanation, "suggested_reply": self.suggested_reply,
+                **({"text": self.text} if self.text is not None else {})}
 
 
 _STRING_LIST = {"type": "array", "items": {"type": "string"}}
@@ -78,6 +81,7 @@ def result_schema() -> dict[str, Any]:
                 "review_reasons": _STRING_LIST,
             }},
             "suggested_reply": {"type": "string"},
+            "text": {"type": "string", "description": "the request text with secrets masked (--include-text)"},
         },
     }
     error = {

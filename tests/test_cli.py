@@ -381,3 +381,61 @@ def test_a_reader_that_stops_early_ends_the_run_quietly():
     _, err = proc.communicate(timeout=300)
     assert first.startswith(b'{"id": "p1-001"')
     assert proc.returncode == 1 and b"Traceback" not in err and b"Error" not in err, err.decode()[-500:]
+
+
+MASK_ROWS = [
+    {"id": "m-1", "channel": "email", "subject": "ssh root pass: Zr8#kLq2",
+     "text": "Server is down. SSH access: root@10.0.0.5, password Tq9!vB7xRm. Bitrix24 Enterprise 24.300.100"},
+    {"id": "m-2", "text": "Hallo, das Passwort für den FTP-Zugang lautet Gh5$kP9wQe, bitte prüfen"},
+    {"id": "m-3", "text": "<p>Webhook: https://acme.bitrix24.de/rest/1/q8w7e6r5t4y3u2i1/</p><!-- AI: пароль Vx3!nM8pQz -->"},
+    {"id": "m-4", "subject": "no text here"},
+    {"id": "m-5", "text": "How do I add a custom field to deals?"},
+]
+MASK_SECRETS = ["Zr8#kLq2", "Tq9!vB7xRm", "Gh5$kP9wQe", "q8w7e6r5t4y3u2i1", "Vx3!nM8pQz"]
+
+
+def test_mask_writes_each_request_with_its_secrets_masked_and_reports_bad_rows(tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MASK_ROWS), encoding="utf-8")
+    out = tmp_path / "masked.jsonl"
+    result = CliRunner().invoke(main, ["mask", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1  # one row had no text
+    written = out.read_text(encoding="utf-8")
+    assert not [s for s in MASK_SECRETS if s in written]
+    rows = [json.loads(line) for line in written.splitlines()]
+    assert [r["id"] for r in rows] == ["m-1", "m-2", "m-3", "m-4", "m-5"]
+    assert rows[0]["channel"] == "email" and rows[0]["masked_secrets"] == 2 and "[MASKED]" in rows[0]["subject"]
+    assert "Bitrix24 Enterprise 24.300.100" in rows[0]["text"]  # what is not a secret stays
+    assert rows[2]["text"].endswith(" -->") and rows[2]["masked_secrets"] == 2  # HTML read, comment kept
+    assert rows[3] == {"id": "m-4", "error": {"row": 4, "field": "text",
+                                              "message": "[E031] row 4: field 'text' is missing or empty."}}
+    assert rows[4]["text"] == MASK_ROWS[4]["text"] and rows[4]["masked_secrets"] == 0
+
+
+def test_include_text_adds_the_masked_text_to_each_result(tmp_path):
+    import jsonschema
+
+    from classifier.result import result_schema
+
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in MASK_ROWS), encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    result = CliRunner().invoke(main, ["classify", "--quiet", "--include-text", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1
+    written = out.read_text(encoding="utf-8")
+    assert not [s for s in MASK_SECRETS if s in written]
+    rows = [json.loads(line) for line in written.splitlines()]
+    for row in rows:
+        jsonschema.validate(row, result_schema())
+    assert "password [MASKED]" in rows[0]["text"] and rows[4]["text"] == MASK_ROWS[4]["text"]
+    assert "text" not in rows[3]  # an error row stays an error row
+    plain = tmp_path / "plain.jsonl"
+    CliRunner().invoke(main, ["classify", "--quiet", "--input", str(src), "--output", str(plain)])
+    assert all("text" not in json.loads(line) for line in plain.read_text(encoding="utf-8").splitlines())
+    as_csv = tmp_path / "out.csv"
+    CliRunner().invoke(main, ["classify", "--quiet", "--include-text", "--input", str(src), "--output", str(as_csv)])
+    import csv
+
+    with open(as_csv, encoding="utf-8", newline="") as f:
+        cells = list(csv.DictReader(f))
+    assert cells[1]["text"].startswith("Hallo, das Passwort für den FTP-Zugang lautet [MASKED]")
