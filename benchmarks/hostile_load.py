@@ -46,7 +46,7 @@ from classifier.classify import Classifier
 from classifier.service import _json_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import corpus, free_port, stop  # noqa: E402 - the sibling benchmark
+from service_load import corpus, stop, start_server as start_service  # noqa: E402 - the sibling benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
 JSON = {"content-type": "application/json"}
@@ -64,28 +64,12 @@ BOMB_LINE = " " * 20_000 + "the portal shows 502 since the update, line {}"
 
 
 def start_server(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    cmd = [sys.executable, "-m", "classifier.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-
+    """The server, with at most ``--open-files`` open files, as a small container has."""
     def limit_files() -> None:
         if args.open_files:
             resource.setrlimit(resource.RLIMIT_NOFILE, (args.open_files, args.open_files))
 
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, preexec_fn=limit_files)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            sys.exit(f"server exited with {proc.returncode}:\n{log_path.read_text()}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    sys.exit("server did not answer /healthz within 120 s")
+    return start_service(args, log_path, preexec_fn=limit_files)
 
 
 def resident_mb(pid: int) -> float:

@@ -63,16 +63,19 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(args: argparse.Namespace, log_path: Path) -> tuple[subprocess.Popen, str]:
+def start_server(args: argparse.Namespace, log_path: Path, preexec_fn=None) -> tuple[subprocess.Popen, str]:
+    """``intake serve`` on a free loopback port (with ``args.workers``, ``args.model`` and
+    ``args.rules`` where given), once it answers /healthz; ``preexec_fn`` runs in the child."""
     port = free_port()
-    cmd = [sys.executable, "-m", "classifier.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
-           "--workers", str(args.workers)]
-    if args.model:
+    cmd = [sys.executable, "-m", "classifier.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if getattr(args, "workers", None):
+        cmd += ["--workers", str(args.workers)]
+    if getattr(args, "model", None):
         cmd += ["--model", args.model]
-    if args.rules:
+    if getattr(args, "rules", None):
         cmd += ["--rules", args.rules]
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, preexec_fn=preexec_fn)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
