@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterable, Iterator, TextIO
 
 from .errors import Errors, InputError, IntakeError
-from .request import NumberedRecord, _shown
+from .request import NumberedRecord, shown_in_message
 from .result import Result
 
 FORMATS = ("jsonl", "csv")
@@ -345,7 +345,7 @@ def _csv_cells(result: Result) -> dict[str, Any]:
 def _unwritable(result: Result, fmt: str, exc: Exception) -> Result:
     """The error row written in place of a result that cannot be written (E046)."""
     row = result.row if result.row is not None else "?"
-    detail = _shown(f"{type(exc).__name__}: {exc}", 200)
+    detail = shown_in_message(f"{type(exc).__name__}: {exc}", 200)
     return Result(id=result.id, row=result.row,
                   error={"row": row, "field": None, "message": Errors.E046.format(row=row, fmt=fmt, detail=detail)})
 

@@ -28,7 +28,7 @@ from .model import RequestModel
 from .model_files import load_model
 from .normalise import masked_text
 from .reply import check_templates, write_reply
-from .request import NumberedRecord, Request, _shown
+from .request import NumberedRecord, Request, shown_in_message
 from .result import Result
 
 log = logging.getLogger("intake")
@@ -201,5 +201,5 @@ def _failed_result(exc: Exception, row: int, rid: str | None) -> Result:
     """The error result of a request whose classification raised ``exc`` (E039); the
     message names the exception (masked and cut, as it may quote the request)."""
     log.debug("row %s: classification failed", row, exc_info=exc)
-    detail = _shown(f"{type(exc).__name__}: {exc}", 200)
+    detail = shown_in_message(f"{type(exc).__name__}: {exc}", 200)
     return _error_result(InputError(Errors.E039.format(row=row, detail=detail), row=row), row, rid)

@@ -59,11 +59,11 @@ class Request:
                                                 got=f"{len(text)} characters"), row=row, field="text")
         channel = opt_str("channel")
         if channel is not None and channel not in spec.CHANNELS:
-            raise InputError(Errors.E034.format(row=row, field="channel", value=_shown(channel),
+            raise InputError(Errors.E034.format(row=row, field="channel", value=shown_in_message(channel),
                                                 allowed=", ".join(spec.CHANNELS)), row=row, field="channel")
         product = opt_str("product")
         if product is not None and product not in spec.PRODUCTS:
-            raise InputError(Errors.E034.format(row=row, field="product", value=_shown(product),
+            raise InputError(Errors.E034.format(row=row, field="product", value=shown_in_message(product),
                                                 allowed=", ".join(spec.PRODUCTS)), row=row, field="product")
         attachments = record.get("attachments")
         if attachments in (None, ""):
@@ -87,7 +87,7 @@ class Request:
 _MADE_UP_WORD = re.compile(r"(?=[^\s'\"]{0,99}[^\W\d_])(?=[^\s'\"]{0,99}[\d!@#$%^&*])[^\s'\"]{6,100}")
 
 
-def _shown(value: str, limit: int = 100) -> str:
+def shown_in_message(value: str, limit: int = 100) -> str:
     """A bad field value as an error message may repeat it: secrets and made-up words
     masked, cut to ``limit``."""
     from .masking import MASK, mask_secrets
