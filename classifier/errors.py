@@ -100,6 +100,10 @@ class Errors:
     E081 = ("[E081] No --out given: the bundled model lies inside the installed package and is "
             "not overwritten; pass --out DIR.")
     E082 = "[E082] {path} exists and is not empty; choose a new or empty folder."
+    # warnings: the run goes on
+    W090 = ("[W090] The model in {model} was trained with other rules (digest {trained}) than those in "
+            "use in {rules} (digest {used}): rule hits it learnt from may no longer fire, and new rules "
+            "are not among its features. Retrain with: intake train --rules {rules} --out DIR")
 
 
 class IntakeError(Exception):

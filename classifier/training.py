@@ -20,6 +20,7 @@ from . import spec
 from .dataset import file_sha256, read_labelled
 from .decide import decide
 from .errors import Errors, InputError
+from .features import shared_analyser
 from .model import RequestModel, analyse_inputs
 from .model_files import read_manifest, save_model
 
@@ -108,6 +109,8 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
         "params": {k: v for k, v in model.get_params().items() if k != "rules_dir"},
         "data": {"path": Path(data).name, "sha256": file_sha256(data), "rows_train": int(len(train_df)),
                  "rows_test": int(len(test_df)), "text_col": text_col, "label_col": label_col},
+        # the model learnt a feature per rule id: it goes with these rules
+        "rules_digest": shared_analyser(None if rules_dir is None else str(rules_dir)).ruleset.digest,
         "evaluation": evaluation,
     }
     save_model(model, out_dir, manifest, {TEXT_ONLY_MODEL: text_only} if text_only is not None else None)

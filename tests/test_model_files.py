@@ -294,3 +294,24 @@ def test_a_damaged_model_file_with_a_matching_hash_is_refused_with_the_fix(model
     edit_manifest(model_dir, lambda m: m.update(model_sha256=hashlib.sha256(damaged).hexdigest()))
     message = refusal(model_dir)
     assert message.startswith(f"[E087] Model file {model_dir / MODEL_FILE} is damaged and cannot be read (")
+
+
+def test_the_manifest_names_the_rules_and_other_rules_are_warned_about(trained, tmp_path, caplog):
+    import logging
+
+    from classifier import Classifier
+    from classifier.rules import load_rules
+
+    manifest = json.loads((trained / MANIFEST_FILE).read_text(encoding="utf-8"))
+    assert manifest["rules_digest"] == load_rules(RULES_DIR).digest
+    with caplog.at_level(logging.WARNING, logger="intake"):
+        Classifier.load(trained, rules_dir=RULES_DIR)
+    assert not [r for r in caplog.records if "[W090]" in r.getMessage()]
+    edited = Path(shutil.copytree(RULES_DIR, tmp_path / "rules"))
+    severity = edited / "severity.yaml"
+    severity.write_text(severity.read_text(encoding="utf-8") + "\n# a lead's edit\n", encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="intake"):
+        Classifier.load(trained, rules_dir=edited)
+    warned = [r.getMessage() for r in caplog.records if "[W090]" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].startswith(f"[W090] The model in {trained} was trained with other rules")
+    assert warned[0].endswith(f"Retrain with: intake train --rules {edited} --out DIR")
