@@ -103,7 +103,7 @@ def _token_predicate(attr: str, pattern: str) -> str:
             left = 0.0
             return False
         finally:
-            _BUDGET.left[name] = min(left, _BUDGET.left.get(name, REGEX_TIME_LIMIT)) - (time.perf_counter() - start)
+            _BUDGET.left[name] = left - (time.perf_counter() - start)
 
     Token.set_extension(name, getter=test)
     return name
