@@ -12,10 +12,10 @@ class Errors:
     E005 = "[E005] {file}:{line}: rule {rule_id}: missing required key '{key}'."
     E006 = "[E006] {file}:{line}: rule {rule_id}: duplicate id, first defined in {first}."
     E007 = "[E007] {file}:{line}: rule {rule_id}: {field} '{value}' is not allowed. Allowed values: {allowed}"
-    E008 = "[E008] {file}:{line}: rule {rule_id}: pattern {index} is not a valid spaCy token pattern: {detail}"
+    E008 = ("[E008] {file}:{line}: {rule_id}: uses concept {name}, which no file in vocabulary/ defines. "
+            "Define it there, or write the words out in quotes if they are a phrase.")
     E009 = "[E009] {file}:{line}: rule {rule_id}: regex {index} does not compile: {detail}"
-    E010 = ("[E010] {file}:{line}: rule {rule_id}: regex {index} nests a quantifier inside a "
-            "repeated group ({fragment}), which can backtrack catastrophically on long input.")
+    E010 = "[E010] {file}:{line}: {rule_id} includes itself: {cycle}."
     E011 = "[E011] {file}:{line}: rule {rule_id}: {field} must be {expected}, got {got}."
     E012 = "[E012] {file}: rules file is {size} bytes, over the limit of {limit} bytes."
     E013 = "[E013] {file}:{line}: YAML anchors and aliases are not allowed in rules files."
@@ -101,9 +101,9 @@ class Errors:
             "not overwritten; pass --out DIR.")
     E082 = "[E082] {path} exists and is not empty; choose a new or empty folder."
     # warnings: the run goes on
-    W090 = ("[W090] The model in {model} was trained with other rules (digest {trained}) than those in "
-            "use in {rules} (digest {used}): rule hits it learnt from may no longer fire, and new rules "
-            "are not among its features. Retrain with: intake train --rules {rules} --out DIR")
+    W090 = ("[W090] The model in {model} was trained with another vocabulary (digest {trained}) than the "
+            "one in {rules}/vocabulary (digest {used}): the concepts it learnt from may no longer mean what "
+            "they did (rules take effect either way). Retrain with: intake train --rules {rules} --out DIR")
 
 
 class IntakeError(Exception):

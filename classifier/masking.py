@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from dataclasses import dataclass, field
 
-from .regex_literals import GateScanner, gate_strings, passes, regex_gate
+from .prefilter import Prefilter
 
 MASK = "[MASKED]"
 
@@ -76,12 +77,13 @@ def _literal_first(literal: str, rest: str, not_after: str = r"\w") -> str:
     return re.escape(literal) + rf"(?<!{not_after}{re.escape(literal)})" + rest
 
 
-def _command(name: str, rest: str) -> str:
-    """The command ``name`` (not the end of a longer word or option) then ``rest``."""
-    return _literal_first(name, rest, r"[\w-]")
+def _command(name: str, rest: str) -> tuple[str, str]:
+    """The command ``name`` then ``rest``: one of _COMMAND_LINES."""
+    return name, rest
 
 
-_COMMANDS = re.compile("|".join([
+#: a shell command, then what comes before its password
+_COMMAND_LINES = [
     _command("mysql", r"(?:dump|admin|import|check|pump|sh)?\b" + _OPTIONS + r"-p" + _ARG),  # -pSECRET (-p alone asks)
     _command("mariadb", r"(?:-dump|-admin)?\b" + _OPTIONS + r"-p" + _ARG),
     _command("sshpass", r"\s{1,3}-p\s{0,3}" + _ARG),
@@ -101,7 +103,9 @@ _COMMANDS = re.compile("|".join([
     *(_command(name, r"\b" + _OPTIONS + r"(?i:/user:)\S{1,100}\s{1,3}(?![/*])" + _MADE_UP_ARG) for name in ("net use", "NET USE")),
     # --password SECRET (with "=" the password pattern has it)
     _command("--", r"(?:password|passwd|pass)\s{1,3}" + _MADE_UP_ARG),
-]))
+]
+#: each command (not the end of a longer word or option) then its password
+_COMMANDS = re.compile("|".join(_literal_first(name, rest, r"[\w-]") for name, rest in _COMMAND_LINES))
 #: "first half", "zweite Hälfte", "вторая половина", "segunda mitad", "druga połowa",
 #: "deuxième moitié", "part 2", "the rest": a piece of a password given in parts
 _PART = (r"(?:\b(?:first|second|third|last|other|1st|2nd|3rd)\s{1,3}(?:half|part|piece)"
@@ -122,6 +126,20 @@ _KW_PHRASE = (r"(?:pass[ -]?phrase|passwortsatz|mnemonic(?:\s{1,3}phrase)?|(?:se
 #: two to twelve words running to the end of the sentence or line: a passphrase
 _WORDS = r"[^\W_]{1,30}(?:[ -][^\W_]{1,30}){1,11}(?=[^\S\n]{0,3}(?:[\n.,;!?()]|$))"
 
+#: a vendor's token: its prefix, then the rest (Stripe, GitHub, GitLab, Slack, AWS, Google API key,
+#: OAuth secret and token, OpenAI-style sk-, SendGrid, npm, Yandex OAuth, Shopify)
+_VENDOR_TOKENS = [
+    *((prefix, r"(?:live|test)_[A-Za-z0-9]{10,200}") for prefix in ("sk_", "pk_", "rk_")),
+    *((f"gh{letter}_", r"[A-Za-z0-9]{20,200}") for letter in "pousr"),
+    ("github_pat_", r"\w{22,255}"), ("glpat-", r"[\w-]{20,100}"),
+    ("xox", r"[abeprs]-[A-Za-z0-9-]{10,200}"), ("xapp-", r"[\w-]{10,200}"),
+    *((prefix, r"[0-9A-Z]{16}\b") for prefix in ("AKIA", "ASIA")),
+    ("AIza", r"[\w-]{35}(?![\w-])"), ("GOCSPX-", r"[\w-]{20,60}"),
+    ("ya29.", r"[\w-]{20,2000}"), ("sk-", r"(?:proj-|ant-)?(?=[\w-]{0,200}\d)[\w-]{20,200}"),
+    ("whsec_", r"[A-Za-z0-9]{20,100}"), ("SG.", r"[\w-]{16,32}\.[\w-]{20,64}"),
+    ("npm_", r"[A-Za-z0-9]{36}\b"), ("y0_", r"[\w-]{30,200}"),
+    ("shp", r"(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b"),
+]
 #: mask every group of the regex that took part in a match
 _EACH_GROUP = "each"
 # (kind, regex, group(s) to mask: a number, a name or _EACH_GROUP; of several, each that took part)
@@ -138,19 +156,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int | str | tuple[int | str, ...]]] 
         # an n8n webhook: its UUID is the only thing that guards it
         r"/webhook(?:-test)?/([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"])), _EACH_GROUP),
     ("jwt", re.compile(r"\beyJ[\w-]{5,2000}\.[\w-]{5,2000}\.[\w-]{5,2000}"), 0),
-    # Stripe, GitHub, GitLab, Slack, AWS, Google (API key, OAuth secret and token), OpenAI-style sk-,
-    # SendGrid, npm, Yandex OAuth, Shopify
-    ("vendor_token", re.compile("|".join([
-        *(_literal_first(prefix, r"(?:live|test)_[A-Za-z0-9]{10,200}") for prefix in ("sk_", "pk_", "rk_")),
-        *(_literal_first(f"gh{letter}_", r"[A-Za-z0-9]{20,200}") for letter in "pousr"),
-        _literal_first("github_pat_", r"\w{22,255}"), _literal_first("glpat-", r"[\w-]{20,100}"),
-        _literal_first("xox", r"[abeprs]-[A-Za-z0-9-]{10,200}"), _literal_first("xapp-", r"[\w-]{10,200}"),
-        *(_literal_first(prefix, r"[0-9A-Z]{16}\b") for prefix in ("AKIA", "ASIA")),
-        _literal_first("AIza", r"[\w-]{35}(?![\w-])"), _literal_first("GOCSPX-", r"[\w-]{20,60}"),
-        _literal_first("ya29.", r"[\w-]{20,2000}"), _literal_first("sk-", r"(?:proj-|ant-)?(?=[\w-]{0,200}\d)[\w-]{20,200}"),
-        _literal_first("whsec_", r"[A-Za-z0-9]{20,100}"), _literal_first("SG.", r"[\w-]{16,32}\.[\w-]{20,64}"),
-        _literal_first("npm_", r"[A-Za-z0-9]{36}\b"), _literal_first("y0_", r"[\w-]{30,200}"),
-        _literal_first("shp", r"(?:at|ss|ca|pa)_[a-fA-F0-9]{32}\b")])), 0),
+    ("vendor_token", re.compile("|".join(_literal_first(prefix, rest) for prefix, rest in _VENDOR_TOKENS)), 0),
     # Telegram bot token: the bot's number, ":", 35 characters
     ("bot_token", re.compile(r"(?<![0-9])[0-9]{6,12}:[A-Za-z0-9_-]{35}(?![\w-])"), 0),
     ("authorization", re.compile(r"\bAuthorization\s{0,3}:\s{0,3}(?:(?:Basic|Bearer|Token|Digest|Negotiate)\s{1,3})?"
@@ -213,94 +219,54 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int | str | tuple[int | str, ...]]] 
                               r"(?:[I-Za-f][C-HS-Xi-ny-z0-3][A-Za-z0-9+/]{2}){1,124}"
                               r"(?:[I-Za-f][AQgw]==|[I-Za-f][C-HS-Xi-ny-z0-3][A-Za-z0-9+/]=)?(?![\w+/=])"), 0),
 ]
-#: Characters the patterns' IGNORECASE matches as a letter of a gate string although
-#: their lower case is not it ("paſſword", "парᲂль"): the gates see them as that letter,
-#: or a secret written with them would pass the gates unseen. İ is mapped before lower-casing
-#: (its lower case is "i" and a combining dot); the Kelvin sign lower-cases to k.
-CASE_FOLDS = {0x130: "i", 0x131: "i", 0x17F: "s", 0x1C80: "в", 0x1C81: "д", 0x1C82: "о", 0x1C83: "с",
+#: Characters the patterns' IGNORECASE matches as another letter ("paſſword", "парᲂль",
+#: the Kelvin sign in "Kennwort") that Hyperscan's case-insensitive mode does not: the
+#: prefilter reads them as that letter, or a secret written with them would pass unseen.
+CASE_FOLDS = {0x130: "i", 0x131: "i", 0x17F: "s", 0x212A: "k", 0x1C80: "в", 0x1C81: "д", 0x1C82: "о", 0x1C83: "с",
               0x1C84: "т", 0x1C85: "т", 0x1C86: "ъ"}
 _FOLDED = re.compile("[" + "".join(map(chr, CASE_FOLDS)) + "]")
+_GROUPS = [tuple(range(1, regex.groups + 1)) if groups == _EACH_GROUP else groups if isinstance(groups, tuple) else (groups,)
+           for _, regex, groups in _PATTERNS]
+#: for a pattern Hyperscan finds too large or slow to compile, a regex that every text the
+#: pattern matches (and, for password_part, its context: _CONTEXTS) also matches
+_GATE_OF = {
+    "webhook_url": r"webhook|hooks?\.",
+    "jwt": r"eyJ",
+    "vendor_token": "|".join(re.escape(prefix) for prefix, _ in _VENDOR_TOKENS),
+    "password_hash": r"\$(?:apr1|2[abxy]?|[1567y]|gy|[PH])\$|\$argon2|\{S?SHA",
+    "command_password": "|".join(re.escape(name) for name, _ in _COMMAND_LINES),
+    "passphrase": r"phrase|passwortsatz|mnemonic|кодов|парольн|frase|fraza",
+    "password": _KW_START,
+    "password_lines": _KW_START,
+    "password_part": _KW_START,
+}
+_KW = len(_PATTERNS)
+
+
+@functools.cache
+def _prefilter() -> Prefilter:
+    """Which patterns can match a text (see prefilter), the password words last; compiled
+    on first use, so that a command that masks nothing does not wait for it."""
+    return Prefilter([(_GATE_OF.get(kind, regex.pattern), not regex.flags & re.I) for kind, regex, _ in _PATTERNS]
+                     + [(_KW_ANYWHERE.pattern, False)])
 
 
 def gate_text(text: str) -> str:
-    """``text`` as the gates read it: lower-cased, with the letters of CASE_FOLDS folded."""
+    """``text`` as the prefilter reads it: with the letters of CASE_FOLDS folded."""
     if text.isascii() or not _FOLDED.search(text):
-        return text.lower()
-    return text.translate(CASE_FOLDS).lower()
+        return text
+    return text.translate(CASE_FOLDS)
 
 
-_GROUPS = [tuple(range(1, regex.groups + 1)) if groups == _EACH_GROUP else groups if isinstance(groups, tuple) else (groups,)
-           for _, regex, groups in _PATTERNS]
-#: per pattern, a test the lower-cased text must pass for the pattern to match (see regex_literals)
-_GATES = [regex_gate(regex.pattern, regex.flags) for _, regex, _ in _PATTERNS]
-_KW_GATE = regex_gate(_KW_ANYWHERE.pattern, _KW_ANYWHERE.flags)
-_SCANNER = GateScanner(gate_strings([*_GATES, _KW_GATE]))
-
-
-def _speaks_of_password(text: str, found: set[str]) -> bool:
-    return passes(_KW_GATE, found) and bool(_KW_ANYWHERE.search(text))
+def _speaks_of_password(text: str, found: set[int]) -> bool:
+    return _KW in found and bool(_KW_ANYWHERE.search(text))
 
 
 #: Patterns that count only in a text that speaks of a password ("second part: 2 users"
 #: is not a secret); a rule, not a shortcut: the pattern would match without it.
 _CONTEXTS = {"password_part": _speaks_of_password}
 
-#: Cheap tests (a byte scan, or a regex whose literal first character is searched for in
-#: C) that every text a pattern matches passes; the pattern runs only on a text that
-#: passes. They cover patterns no gate covers (no literal in them) and three gated
-#: ones whose keywords ("pass", "key", "license") are common in requests.
-#: Hex: [a-f0-9] ignoring case is exactly ASCII 0-9a-fA-F (no other code point), and a
-#: non-ASCII character becomes "?" (not hex) when encoded, so the bytes have the same runs.
-_HEX_BYTES = bytes(0x78 if chr(b) in "0123456789abcdefABCDEF" else 0x20 for b in range(256))
-
-
-def _hex_run(length: int):
-    run = b"x" * length
-    return lambda text: run in text.encode("ascii", "replace").translate(_HEX_BYTES)
-
-
-def _base64_class(byte: int) -> bytes:
-    """The class of an ASCII byte for the basic_auth pre-test: A is [I-Za-f] only, C is
-    [C-HS-Xi-ny-z0-3] only, B both (S-X), D any other base64 character; a space for a
-    character that may come before a match (so a non-ASCII one, encoded as "?", too)."""
-    char = chr(byte)
-    first, second = bool(re.fullmatch(r"[I-Za-f]", char)), bool(re.fullmatch(r"[C-HS-Xi-ny-z0-3]", char))
-    if first or second:
-        return b"B" if first and second else b"A" if first else b"C"
-    if re.fullmatch(r"[A-Za-z0-9+/]", char):
-        return b"D"
-    return b"W" if re.fullmatch(r"[\w=]", char) else b" "
-
-
-_BASE64_CLASSES = b"".join(_base64_class(byte) for byte in range(256))
-#: the start of every basic_auth match, in those classes: not after [\w+/=], then two groups' first two characters
-_BASE64_START = re.compile(rb" [AB][BC][ABCD]{2}[AB][BC]")
-
-
-def _base64_start(text: str) -> bool:
-    return bool(_BASE64_START.search(b" " + text.encode("ascii", "replace").translate(_BASE64_CLASSES)))
-
-
-_PRETESTS: dict[tuple[str, str], object] = {
-    # (kind, start of the pattern): test
-    # the quote after the separator: "(?:=>|=|:)\s{0,5}([\"'])"
-    ("config_secret", "(?:password"): re.compile(r"(?:=>|=|:)\s{0,5}[\"']").search,
-    ("hex_secret", r"\b(?:key"): _hex_run(16),
-    # the value has a "-" between two of [A-Z0-9] (same class and flag as the pattern)
-    ("license_key", r"\b(?:license"): re.compile(r"-(?<=[A-Z0-9]{2}-)[A-Z0-9]{2}", re.I).search,
-    # a match has two more groups after its first: "-", 2 to 20 of [A-Z0-9], "-", 2 more
-    ("license_key", r"(?<![\w-])"): re.compile(r"-[A-Z0-9]{2,20}-[A-Z0-9]{2}").search,
-    ("hex_secret", r"\b[a-f0-9]"): _hex_run(32),
-    # a digit, ":", then the 35 characters of the token
-    ("bot_token", r"(?<![0-9])"): re.compile(r":(?<=[0-9]:)[A-Za-z0-9_-]{35}").search,
-    ("basic_auth", "[I-Za-f]"): _base64_start,
-}
-_PRETEST = [next((test for (k, start), test in _PRETESTS.items() if k == kind and regex.pattern.startswith(start)), None)
-            for kind, regex, _ in _PATTERNS]
-assert sorted(map(id, filter(None, _PRETEST))) == sorted(map(id, _PRETESTS.values()))  # each used once
-_STEPS = list(zip(_PATTERNS, _GATES, _PRETEST, _GROUPS))
-#: a text with none of the gate strings found passes no gate but the empty one
-_UNGATED_STEPS = [step for step in _STEPS if not step[1]]
+_STEPS = list(zip(_PATTERNS, _GROUPS))
 # "admin / Qw7!mzP2" on a line that talks about access
 #: (spaces around the slash, so paths, "HTTP/1.1" and dates are not pairs)
 _PAIR = re.compile(r"\b[\w.@-]{2,60}\s{1,3}/\s{1,3}([^\s/]{0,60}[0-9!@#$%^&*][^\s/]{0,60})")
@@ -427,12 +393,9 @@ def mask_secrets(text: str) -> MaskResult:
     if not text:
         return MaskResult(text)
     kinds: list[str] = []
-    found = _SCANNER.scan(gate_text(text))
-    for (kind, regex, _), gate, pretest, groups in _STEPS if found else _UNGATED_STEPS:
-        if gate and not passes(gate, found):
-            continue
-        if pretest is not None and not pretest(text):
-            continue
+    found = _prefilter().candidates(gate_text(text))
+    for i in sorted(found - {_KW}):
+        (kind, regex, _), groups = _STEPS[i]
         if kind in _CONTEXTS and not _CONTEXTS[kind](text, found):
             continue
 

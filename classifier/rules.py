@@ -18,6 +18,7 @@ from typing import Any, Iterator
 
 import regex
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import spec
 from .errors import Errors, RulesError
@@ -54,26 +55,91 @@ KIND_LABELS: dict[str, tuple[str, ...]] = {
     "flag": spec.FLAGS,
 }
 RULE_KEYS = {"id", "kind", "label", "category", "scope", "sla", "description", "weight",
-             "patterns", "exclude", "read", "examples"}
-REQUIRED_KEYS = ("id", "kind", "patterns", "examples")
-PATTERN_KEYS = {"tokens", "phrase", "regex", "case_sensitive", "requires"}
+             "match", "unless", "unless_within", "read", "examples"}
+REQUIRED_KEYS = ("id", "kind", "match", "examples")
 ID_RE = re.compile(r"^[A-Za-z0-9_.#:-]+$")
-# A group that contains a quantifier and is itself repeated without a small bound:
-# (a+)+, (\w*x)*, (?:a|b+){2,}. A bounded repeat such as (?:[a-z]{1,63}\.){0,4} is allowed.
-_NESTED_QUANTIFIER = re.compile(
-    r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)(?:[+*]|\{\d*,\}|\{\d*,(?:\d{3,}|[1-9]\d)\})")
+#: A concept's name: upper-case words joined by ``_`` (INSTALL, BITRIX_VM). Anything else
+#: in a rule's list of terms is a word or phrase written out.
+CONCEPT_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
+#: Language keys a concept's words may be listed under (ISO 639-1, two letters).
+LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
+#: Words between the first and the last term of a ``near``/``then`` condition, by default.
+DEFAULT_WITHIN = 8
+#: How close (in words, either side of the match) an ``unless`` concept vetoes it, by default.
+DEFAULT_UNLESS_WITHIN = 5
+CONDITION_FORMS = ("concept", "phrase", "near", "then", "regex")
+
+
+class _Condition(BaseModel):
+    """The schema of one way a rule can match (exactly one form)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    concept: str | None = None
+    phrase: str | None = Field(default=None, min_length=1)
+    near: list[str] | None = Field(default=None, min_length=2)
+    then: list[str] | None = Field(default=None, min_length=2)
+    regex: str | None = Field(default=None, min_length=1)
+    within: int | None = Field(default=None, ge=1, le=60)
+    case_sensitive: bool = False
+
+
+class _Examples(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    match: list[str] = Field(min_length=1)
+    no_match: list[str] = []
+
+
+class _RuleSchema(BaseModel):
+    """The schema of one rule; SPEC labels are checked after it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    id: str = Field(pattern=ID_RE.pattern)
+    kind: str
+    label: str | None = None
+    category: str | None = None
+    scope: str | None = None
+    sla: str | None = None
+    description: str | None = None
+    weight: float = Field(default=1.0, gt=0, le=1)
+    match: list[_Condition] = Field(min_length=1)
+    unless: list[str] = []
+    unless_within: int = Field(default=DEFAULT_UNLESS_WITHIN, ge=0, le=60)
+    read: list[str] | None = Field(default=None, min_length=1)
+    examples: _Examples
+
+
+class _ConceptSchema(BaseModel):
+    """The schema of one concept: words per language, other concepts it includes, regexes."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+    description: str | None = None
+    include: list[str] = []
+    regex: list[str] = []
 
 
 @dataclass(frozen=True)
-class Pattern:
-    """One way a rule can match: a token pattern, a lemma phrase or a regex."""
+class Condition:
+    """One way a rule can match: a concept, a phrase, terms ``near`` each other or in
+    order (``then``) within some words, or a regex."""
 
-    kind: str  # "tokens" | "phrase" | "regex"
-    value: Any
+    form: str  # one of CONDITION_FORMS
+    terms: tuple[str, ...] = ()  # concept names and phrases (not for regex)
+    within: int = DEFAULT_WITHIN
+    regex: str = ""
     case_sensitive: bool = False
-    #: regex only: substrings one of which must occur in the lower-cased text for the
-    #: regex to run at all (a cheap test that skips most texts it cannot match)
-    requires: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Concept:
+    """A named list of words and phrases, per language, and regexes for any language."""
+
+    name: str
+    words: dict[str, tuple[str, ...]]
+    regexes: tuple[str, ...] = ()
+    include: tuple[str, ...] = ()
+    description: str | None = None
+    file: str = ""
+    line: int = 0
 
 
 @dataclass(frozen=True)
@@ -83,8 +149,9 @@ class Rule:
     id: str
     kind: str
     label: str
-    patterns: tuple[Pattern, ...]
-    exclude: tuple[Pattern, ...] = ()
+    match: tuple[Condition, ...]
+    unless: tuple[str, ...] = ()
+    unless_within: int = DEFAULT_UNLESS_WITHIN
     read: tuple[str, ...] = ()
     weight: float = 1.0
     category: str | None = None
@@ -96,15 +163,22 @@ class Rule:
     file: str = ""
     line: int = 0
 
+    def terms(self) -> set[str]:
+        """Every concept name and phrase the rule uses (``unless`` included)."""
+        return {t for c in self.match for t in c.terms} | set(self.unless)
+
 
 @dataclass
 class RuleSet:
     """Every rule and reply template loaded from one rules folder."""
 
     rules: list[Rule]
+    concepts: dict[str, Concept] = field(default_factory=dict)
     templates: dict[str, dict[str, Any]] = field(default_factory=dict)
     files: list[Path] = field(default_factory=list)
     digest: str = ""
+    #: of the vocabulary files alone: what a model's concept features depend on
+    vocabulary_digest: str = ""
 
     def by_id(self) -> dict[str, Rule]:
         return {r.id: r for r in self.rules}
@@ -154,23 +228,6 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|Tr
                               list("tTfF"))
 
 
-_TEXT_ATTRS = {"ORTH", "TEXT", "LOWER", "LEMMA", "NORM"}
-
-
-def _text_values_as_strings(token: dict[str, Any]) -> dict[str, Any]:
-    """YAML reads ``[two, 2]`` as a string and an int; text attributes want strings."""
-    out = {}
-    for attr, spec_ in token.items():
-        if attr.upper() in _TEXT_ATTRS:
-            if isinstance(spec_, (int, float)) and not isinstance(spec_, bool):
-                spec_ = str(spec_)
-            elif isinstance(spec_, dict):
-                spec_ = {op: ([str(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v for v in vals]
-                              if isinstance(vals, list) else vals) for op, vals in spec_.items()}
-        out[attr] = spec_
-    return out
-
-
 def _strip_lines(value: Any) -> Any:
     if isinstance(value, dict):
         return {k: _strip_lines(v) for k, v in value.items() if k != "__line__"}
@@ -206,76 +263,58 @@ def _fail(msg: str, **kw: Any) -> RulesError:
     return RulesError(msg.format(**kw))
 
 
-def _parse_patterns(raw: Any, where: dict[str, Any], key: str) -> tuple[Pattern, ...]:
-    if raw is None and key == "exclude":
-        return ()
-    if not isinstance(raw, list) or (key == "patterns" and not raw):
-        raise _fail(Errors.E011, field=key, expected="a non-empty list", got=type(raw).__name__, **where)
-    out = []
-    for i, entry in enumerate(raw, 1):
-        if isinstance(entry, str):
-            entry = {"phrase": entry}
-        if isinstance(entry, list):
-            entry = {"tokens": entry}
-        if not isinstance(entry, dict):
-            raise _fail(Errors.E011, field=f"{key}[{i}]", expected="a phrase, a token list or a mapping",
-                        got=type(entry).__name__, **where)
-        entry = {k: v for k, v in entry.items() if k != "__line__"}
-        unknown = set(entry) - PATTERN_KEYS
-        if unknown:
-            raise _fail(Errors.E004, key=sorted(unknown)[0], allowed=", ".join(sorted(PATTERN_KEYS)), **where)
-        forms = [k for k in ("tokens", "phrase", "regex") if k in entry]
-        if len(forms) != 1:
-            raise _fail(Errors.E011, field=f"{key}[{i}]", expected="exactly one of tokens, phrase, regex",
-                        got=", ".join(forms) or "none", **where)
-        form = forms[0]
-        value = _strip_lines(entry[form])
-        case = bool(entry.get("case_sensitive", False))
-        requires = entry.get("requires", [])
-        if requires and form != "regex":
-            raise _fail(Errors.E011, field=f"{key}[{i}].requires", expected="used only with a regex", got=form, **where)
-        if not isinstance(requires, list) or not all(isinstance(r, str) and r for r in requires):
-            raise _fail(Errors.E011, field=f"{key}[{i}].requires", expected="a list of non-empty strings",
-                        got=repr(requires), **where)
-        if form == "regex":
-            if not isinstance(value, str):
-                raise _fail(Errors.E011, field=f"{key}[{i}].regex", expected="a string", got=type(value).__name__, **where)
-            nested = _NESTED_QUANTIFIER.search(value)
-            if nested:
-                raise _fail(Errors.E010, index=i, fragment=nested.group(0), **where)
-            try:
-                regex.compile(value)
-            except regex.error as exc:
-                raise _fail(Errors.E009, index=i, detail=exc, **where) from None
-        elif form == "phrase":
-            if not isinstance(value, str) or not value.strip():
-                raise _fail(Errors.E011, field=f"{key}[{i}].phrase", expected="a non-empty string", got=repr(value), **where)
-        else:
-            if not isinstance(value, list) or not value or not all(isinstance(t, dict) for t in value):
-                raise _fail(Errors.E008, index=i, detail="expected a non-empty list of token mappings", **where)
-            value = [_text_values_as_strings(t) for t in value]
-        out.append(Pattern(form, value, case, tuple(r.lower() for r in requires)))
-    return tuple(out)
+def _schema_error(exc: ValidationError, where: dict[str, Any]) -> RulesError:
+    """The first problem pydantic found, in the words of our other rules errors."""
+    err = exc.errors()[0]
+    field_ = ".".join(str(p) for p in err["loc"]) or "rule"
+    if err["type"] == "extra_forbidden":
+        return _fail(Errors.E004, key=field_, allowed=", ".join(sorted(RULE_KEYS)), **where)
+    if err["type"] == "missing":
+        return _fail(Errors.E005, key=field_, **where)
+    got = err.get("input")
+    got = type(got).__name__ if isinstance(got, (dict, list)) else repr(got)
+    return _fail(Errors.E011, field=field_, expected=err["msg"].removeprefix("Input should be ").lower(),
+                 got=got, **where)
 
 
-def _examples(raw: Any, where: dict[str, Any]) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    if not isinstance(raw, dict):
-        raise _fail(Errors.E011, field="examples", expected="a mapping with 'match' and 'no_match' lists",
-                    got=type(raw).__name__, **where)
-    raw = {k: v for k, v in raw.items() if k != "__line__"}
-    unknown = set(raw) - {"match", "no_match"}
-    if unknown:
-        raise _fail(Errors.E004, key=sorted(unknown)[0], allowed="match, no_match", **where)
-    lists = []
-    for k in ("match", "no_match"):
-        v = raw.get(k, [])
-        if not isinstance(v, list) or not all(isinstance(s, str) for s in v):
-            raise _fail(Errors.E011, field=f"examples.{k}", expected="a list of strings", got=type(v).__name__, **where)
-        lists.append(tuple(v))
-    if not lists[0]:  # a rule nothing shows firing passes every check untested
-        raise _fail(Errors.E011, field="examples.match", got="none",
-                    expected="at least one text the rule must match, so that intake rules check tests it", **where)
-    return lists[0], lists[1]
+def check_regex(pattern: str, case_sensitive: bool, where: dict[str, Any], index: int) -> None:
+    """Refuse a regex that does not compile, for the ``regex`` module or for Hyperscan
+    (which prefilters every text for all regexes at once)."""
+    from .prefilter import hyperscan_error
+
+    try:
+        regex.compile(pattern)
+    except regex.error as exc:
+        raise _fail(Errors.E009, index=index, detail=exc, **where) from None
+    problem = hyperscan_error(pattern, case_sensitive)
+    if problem:
+        raise _fail(Errors.E009, index=index, detail=f"Hyperscan cannot compile it: {problem}", **where)
+
+
+def _condition(raw: _Condition, where: dict[str, Any], index: int) -> Condition:
+    forms = [f for f in CONDITION_FORMS if getattr(raw, f) is not None]
+    if len(forms) != 1:
+        raise _fail(Errors.E011, field=f"match[{index}]", expected="exactly one of " + ", ".join(CONDITION_FORMS),
+                    got=", ".join(forms) or "none", **where)
+    form = forms[0]
+    if raw.within is not None and form not in ("near", "then"):
+        raise _fail(Errors.E011, field=f"match[{index}].within", expected="used only with near or then",
+                    got=form, **where)
+    if raw.case_sensitive and form != "regex":
+        raise _fail(Errors.E011, field=f"match[{index}].case_sensitive", expected="used only with a regex",
+                    got=form, **where)
+    if form == "regex":
+        check_regex(raw.regex or "", raw.case_sensitive, where, index)
+        return Condition("regex", regex=raw.regex or "", case_sensitive=raw.case_sensitive)
+    value = getattr(raw, form)
+    terms = tuple(value) if isinstance(value, list) else (value,)
+    if form == "concept" and not CONCEPT_RE.match(terms[0]):
+        raise _fail(Errors.E011, field=f"match[{index}].concept", expected="a concept name such as INSTALL",
+                    got=repr(terms[0]), **where)
+    for term in terms:
+        if not term.strip():
+            raise _fail(Errors.E011, field=f"match[{index}].{form}", expected="non-empty terms", got="''", **where)
+    return Condition(form, terms, raw.within or DEFAULT_WITHIN)
 
 
 def parse_rule(raw: Any, file: Path, seen: dict[str, str]) -> Rule:
@@ -285,30 +324,27 @@ def parse_rule(raw: Any, file: Path, seen: dict[str, str]) -> Rule:
     where = {"file": file, "line": line, "rule_id": rule_id}
     if not isinstance(raw, dict):
         raise _fail(Errors.E011, field="rule", expected="a mapping", got=type(raw).__name__, **where)
-    for key in raw:
-        if key != "__line__" and key not in RULE_KEYS:
-            raise _fail(Errors.E004, key=key, allowed=", ".join(sorted(RULE_KEYS)), **where)
     for key in REQUIRED_KEYS:
         if key not in raw:
             raise _fail(Errors.E005, key=key, **where)
-    if not isinstance(rule_id, str) or not ID_RE.match(rule_id):
-        raise _fail(Errors.E011, field="id", expected="letters, digits and . _ # : -", got=repr(rule_id), **where)
+    try:
+        parsed = _RuleSchema.model_validate(_strip_lines(raw))
+    except ValidationError as exc:
+        raise _schema_error(exc, where) from None
     if rule_id in seen:
         raise _fail(Errors.E006, first=seen[rule_id], **where)
-    kind = raw["kind"]
+    kind = parsed.kind
     if kind not in KINDS:
         raise _fail(Errors.E007, field="kind", value=kind, allowed=", ".join(KINDS), **where)
-    label = raw.get("label", rule_id.split("#")[0] if kind == "clause" else None)
+    label = parsed.label or (rule_id.split("#")[0] if kind == "clause" else None)
     if label is None:
         raise _fail(Errors.E005, key="label", **where)
     if label not in KIND_LABELS[kind]:
         raise _fail(Errors.E007, field="label", value=label, allowed=", ".join(KIND_LABELS[kind]), **where)
-    category = raw.get("category")
-    scope = raw.get("scope")
-    sla = raw.get("sla")
+    category, scope = parsed.category, parsed.scope
     if kind == "clause":
         for key in ("category", "scope", "sla"):
-            if key not in raw:
+            if getattr(parsed, key) is None:
                 raise _fail(Errors.E005, key=key, **where)
         if category not in spec.CATEGORIES:
             raise _fail(Errors.E007, field="category", value=category, allowed=", ".join(spec.CATEGORIES), **where)
@@ -317,23 +353,82 @@ def parse_rule(raw: Any, file: Path, seen: dict[str, str]) -> Rule:
             raise _fail(Errors.E015, value=category, clause=label, expected=expected_cat, **where)
         if scope != expected_scope:
             raise _fail(Errors.E007, field="scope", value=scope, allowed=expected_scope, **where)
-    weight = raw.get("weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight <= 1:
-        raise _fail(Errors.E011, field="weight", expected="a number in (0, 1]", got=repr(weight), **where)
-    read = raw.get("read", list(DEFAULT_SEGMENTS[kind]))
-    if not isinstance(read, list) or not read:
-        raise _fail(Errors.E011, field="read", expected="a non-empty list", got=repr(read), **where)
+    read = parsed.read or list(DEFAULT_SEGMENTS[kind])
     for seg in read:
         if seg not in SEGMENTS:
             raise _fail(Errors.E007, field="read", value=seg, allowed=", ".join(SEGMENTS), **where)
-    patterns = _parse_patterns(raw["patterns"], where, "patterns")
-    exclude = _parse_patterns(raw.get("exclude"), where, "exclude")
-    match, no_match = _examples(raw["examples"], where)
+    match = tuple(_condition(c, where, i) for i, c in enumerate(parsed.match, 1))
+    for term in parsed.unless:
+        if not CONCEPT_RE.match(term) and not term.strip():
+            raise _fail(Errors.E011, field="unless", expected="concept names or phrases", got=repr(term), **where)
     seen[rule_id] = f"{file}:{line}"
-    return Rule(id=rule_id, kind=kind, label=label, patterns=patterns, exclude=exclude,
-                read=tuple(read), weight=float(weight), category=category, scope=scope,
-                sla=sla, description=raw.get("description"), examples_match=match,
-                examples_no_match=no_match, file=str(file), line=line)
+    return Rule(id=rule_id, kind=kind, label=label, match=match, unless=tuple(parsed.unless),
+                unless_within=parsed.unless_within, read=tuple(read), weight=float(parsed.weight),
+                category=category, scope=scope, sla=parsed.sla, description=parsed.description,
+                examples_match=tuple(parsed.examples.match), examples_no_match=tuple(parsed.examples.no_match),
+                file=str(file), line=line)
+
+
+def parse_concepts(raw: Any, file: Path, concepts: dict[str, Concept]) -> None:
+    """Validate a vocabulary file's ``concepts:`` mapping into ``concepts``."""
+    for name, body in raw.items():
+        if name == "__line__":
+            continue
+        line = body.get("__line__", raw.get("__line__", 0)) if isinstance(body, dict) else 0
+        where = {"file": file, "line": line, "rule_id": f"concept {name}"}
+        if not CONCEPT_RE.match(str(name)):
+            raise _fail(Errors.E011, field="concept name", expected="upper-case words joined by _", got=repr(name),
+                        **where)
+        if name in concepts:
+            first = concepts[name]
+            raise _fail(Errors.E006, first=f"{first.file}:{first.line}", **where)
+        if not isinstance(body, dict):
+            raise _fail(Errors.E011, field=name, expected="a mapping of languages to word lists",
+                        got=type(body).__name__, **where)
+        try:
+            parsed = _ConceptSchema.model_validate(_strip_lines(body))
+        except ValidationError as exc:
+            raise _schema_error(exc, where) from None
+        words: dict[str, tuple[str, ...]] = {}
+        for lang, entries in (parsed.model_extra or {}).items():
+            if not LANGUAGE_RE.match(lang):
+                raise _fail(Errors.E004, key=lang, allowed="description, include, regex and two-letter "
+                            "language codes (en, ru, de …)", **where)
+            if not isinstance(entries, list) or not all(isinstance(e, str) and e.strip() for e in entries):
+                raise _fail(Errors.E011, field=f"{name}.{lang}", expected="a list of words and phrases",
+                            got=repr(entries)[:60], **where)
+            words[lang] = tuple(entries)
+        for i, pattern in enumerate(parsed.regex, 1):
+            check_regex(pattern, False, where, i)
+        if not words and not parsed.regex and not parsed.include:
+            raise _fail(Errors.E011, field=name, expected="words in some language, include or regex", got="none",
+                        **where)
+        concepts[name] = Concept(name, words, tuple(parsed.regex), tuple(parsed.include), parsed.description,
+                                 str(file), line)
+
+
+def _check_references(rules: list[Rule], concepts: dict[str, Concept]) -> None:
+    """Every concept a rule or concept names exists, and no concept includes itself."""
+    for concept in concepts.values():
+        for name in concept.include:
+            if name not in concepts:
+                raise _fail(Errors.E008, name=name, file=concept.file, line=concept.line,
+                            rule_id=f"concept {concept.name}")
+    for rule in rules:
+        for term in sorted(rule.terms()):
+            if CONCEPT_RE.match(term) and term not in concepts:
+                raise _fail(Errors.E008, name=term, file=rule.file, line=rule.line, rule_id=rule.id)
+
+    def expand(name: str, path: tuple[str, ...]) -> None:
+        if name in path:
+            c = concepts[name]
+            raise _fail(Errors.E010, cycle=" -> ".join(path + (name,)), file=c.file, line=c.line,
+                        rule_id=f"concept {name}")
+        for sub in concepts[name].include:
+            expand(sub, path + (name,))
+
+    for name in concepts:
+        expand(name, ())
 
 
 def _check_regular(path: Path) -> None:
@@ -409,15 +504,20 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
     if not files:
         raise RulesError(Errors.E002.format(path=root))
     rules: list[Rule] = []
+    concepts: dict[str, Concept] = {}
     templates: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}
-    digest = hashlib.sha256()
+    digest, vocabulary_digest = hashlib.sha256(), hashlib.sha256()
     for path in files:
         _check_regular(path)
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes())
+        entry = path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes()
+        digest.update(entry)
         data = read_yaml(path)
         if isinstance(data, dict) and isinstance(data.get("rules"), list):
             rules.extend(parse_rule(raw, path, seen) for raw in data["rules"])
+        elif isinstance(data, dict) and isinstance(data.get("concepts"), dict):
+            parse_concepts(data["concepts"], path, concepts)
+            vocabulary_digest.update(entry)
         elif isinstance(data, dict) and isinstance(data.get("templates"), dict):
             for key, value in data["templates"].items():
                 if key != "__line__":
@@ -425,4 +525,6 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
             _check_template_values(_strip_lines(data["templates"]), path)
         else:
             raise RulesError(Errors.E014.format(file=path, key="rules"))
-    return RuleSet(rules=rules, templates=templates, files=files, digest=digest.hexdigest())
+    _check_references(rules, concepts)
+    return RuleSet(rules=rules, concepts=concepts, templates=templates, files=files, digest=digest.hexdigest(),
+                   vocabulary_digest=vocabulary_digest.hexdigest())
