@@ -67,10 +67,10 @@ class Classifier:
         model_from = model_source(path)
         model, manifest = load_model(model_from.path)
         model.rules_dir = None if rules_dir is None else str(rules_dir)
-        trained_with = manifest.get("rules_digest")
-        if trained_with and trained_with != analyser.ruleset.digest:
+        trained_with = manifest.get("vocabulary_digest")
+        if trained_with and trained_with != analyser.ruleset.vocabulary_digest:
             log.warning(Errors.W090.format(model=model_from.path, trained=str(trained_with)[:12],
-                                           rules=rules.path, used=analyser.ruleset.digest[:12]))
+                                           rules=rules.path, used=analyser.ruleset.vocabulary_digest[:12]))
         return cls(analyser, model, manifest, sources={"rules": rules, "model": model_from})
 
     @property

@@ -15,14 +15,10 @@ from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA
 from spacy.language import Language
 from spacy.util import minibatch
 
-from .matching import TOKEN_ARRAY_KEY, TOKEN_ATTRS, Hit, analyse_docs, build_pipeline, get_ext
+from .matching import MODEL_SEGMENTS, TOKEN_ARRAY_KEY, TOKEN_ATTRS, Hit, analyse_docs, build_pipeline, get_ext
 from .normalise import NormalisedRequest, normalise
 from .request import Request
 from .rules import RuleSet
-
-#: Segments whose words the model reads (quoted replies, signatures and hidden
-#: comments are not the customer's new message).
-MODEL_SEGMENTS = ("subject", "prose", "code")
 
 
 @dataclass
@@ -35,15 +31,20 @@ class Analysed:
     tokens: list[str]  # lower-case lemmas of MODEL_SEGMENTS, in order
     #: ids of rules skipped because a regex of theirs ran out of time on this request
     timed_out: tuple[str, ...] = ()
+    #: vocabulary concepts named in MODEL_SEGMENTS, sorted
+    concepts: tuple[str, ...] = ()
 
-    def features(self, ngram_max: int = 2, rule_features: bool = True) -> list[str]:
-        """Lemma n-grams plus one ``rule=<id>`` feature per rule that fired."""
+    def features(self, ngram_max: int = 2, concept_features: bool = True) -> list[str]:
+        """Lemma n-grams plus one ``concept=<NAME>`` feature per concept the request names.
+
+        Rule hits are not features: rules act in the decision (:mod:`.decide`), so a rule
+        edited in YAML takes effect without retraining."""
         toks = self.tokens
         out = list(toks)
         for n in range(2, ngram_max + 1):
             out += map(" ".join, zip(*(toks[k:] for k in range(n))))
-        if rule_features:
-            out += ["rule=" + rid for rid in sorted({h.rule_id for h in self.hits})]
+        if concept_features:
+            out += ["concept=" + name for name in self.concepts]
         return out
 
 
@@ -61,7 +62,7 @@ class Analyser:
             norms = [normalise(req.text, req.subject) for req in batch]
             for req, norm, doc in zip(batch, norms, analyse_docs(self.nlp, norms, batch_size=batch_size)):
                 yield Analysed(req, norm, list(get_ext(doc, "intake_hits")), _model_tokens(doc, norm),
-                               tuple(get_ext(doc, "intake_timed_out") or ()))
+                               tuple(get_ext(doc, "intake_timed_out") or ()), get_ext(doc, "intake_concepts") or ())
 
 
 class _LemmaTexts(dict):

@@ -43,7 +43,7 @@ def analyse_inputs(X: Iterable[Any], rules_dir: str | None = None) -> list[Analy
 
 
 class RequestModel(ClassifierMixin, BaseEstimator):
-    """Logistic regression over TF-IDF of lemma n-grams, rule-hit features and,
+    """Logistic regression over TF-IDF of lemma n-grams, concept features and,
     optionally, character n-grams; one classifier per output column.
 
     Parameters
@@ -52,21 +52,22 @@ class RequestModel(ClassifierMixin, BaseEstimator):
     ngram_max : longest lemma n-gram (1-3).
     min_df : a feature must occur in at least this many training requests.
     max_features : keep at most this many lemma features (keeps the model small).
-    rule_features : add one feature per rule id that fired.
+    concept_features : add one feature per vocabulary concept the request names
+        (``concept=INSTALL``): words of any language that mean one thing count as one.
     char_ngrams : (min, max) character n-gram lengths, or None for none.
     class_weight : passed to LogisticRegression ("balanced" or None).
     rules_dir : rules folder used to analyse raw text (None: the bundled rules).
     """
 
     def __init__(self, *, C: float = 8.0, ngram_max: int = 2, min_df: int = 2,
-                 max_features: int | None = 20000, rule_features: bool = True,
+                 max_features: int | None = 20000, concept_features: bool = True,
                  char_ngrams: tuple[int, int] | None = None, class_weight: str | None = "balanced",
                  rules_dir: str | None = None) -> None:
         self.C = C
         self.ngram_max = ngram_max
         self.min_df = min_df
         self.max_features = max_features
-        self.rule_features = rule_features
+        self.concept_features = concept_features
         self.char_ngrams = char_ngrams
         self.class_weight = class_weight
         self.rules_dir = rules_dir
@@ -86,7 +87,7 @@ class RequestModel(ClassifierMixin, BaseEstimator):
 
     # -- features ---------------------------------------------------------------
     def _docs(self, analysed: Sequence[Analysed]) -> list[list[str]]:
-        return [a.features(self.ngram_max, self.rule_features) for a in analysed]
+        return [a.features(self.ngram_max, self.concept_features) for a in analysed]
 
     def _transform(self, analysed: Sequence[Analysed]):
         X = _tfidf_transform(self.vectorizer_, self._docs(analysed))

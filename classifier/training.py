@@ -32,7 +32,7 @@ SPEC_LABEL_COLUMNS = ("category", "scope", "clause", "severity", "missing_info",
 #: Default model parameters, chosen by 5-fold cross-validation on the train split
 #: (benchmarks/tune_model.py); the test split is never used to choose them.
 DEFAULT_PARAMS: dict[str, Any] = {"C": 32.0, "ngram_max": 2, "min_df": 2, "max_features": 20000,
-                                  "rule_features": True, "class_weight": "balanced"}
+                                  "concept_features": True, "class_weight": "balanced"}
 
 
 def split_frames(df: pd.DataFrame, path: Path | str) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -90,11 +90,11 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
     X_train = analyse_inputs(_requests(train_df), model.rules_dir)
     model.fit(X_train, train_df[targets].astype(str))
     model.rules_dir = None  # a saved model uses whichever rules folder it is loaded with
-    # the same model without rule-hit features: "model only" in the evaluation, so the
-    # table shows what the rules add (kept beside the model, never used to classify)
+    # the same model without concept features, kept beside it for comparison (never used
+    # to classify): what the vocabulary adds to the words themselves
     text_only = None
-    if model.rule_features and not own_taxonomy:
-        text_only = clone(model).set_params(rule_features=False).fit(X_train, train_df[targets].astype(str))
+    if model.concept_features and not own_taxonomy:
+        text_only = clone(model).set_params(concept_features=False).fit(X_train, train_df[targets].astype(str))
     evaluation: dict[str, Any] = {}
     if not test_df.empty:
         X_test = analyse_inputs(_requests(test_df), None if rules_dir is None else str(rules_dir))
@@ -109,8 +109,10 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
         "params": {k: v for k, v in model.get_params().items() if k != "rules_dir"},
         "data": {"path": Path(data).name, "sha256": file_sha256(data), "rows_train": int(len(train_df)),
                  "rows_test": int(len(test_df)), "text_col": text_col, "label_col": label_col},
-        # the model learnt a feature per rule id: it goes with these rules
+        # the model learnt a feature per concept: it goes with this vocabulary; the rules
+        # themselves act in the decision and may change without retraining
         "rules_digest": shared_analyser(None if rules_dir is None else str(rules_dir)).ruleset.digest,
+        "vocabulary_digest": shared_analyser(None if rules_dir is None else str(rules_dir)).ruleset.vocabulary_digest,
         "evaluation": evaluation,
     }
     save_model(model, out_dir, manifest, {TEXT_ONLY_MODEL: text_only} if text_only is not None else None)
