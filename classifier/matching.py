@@ -245,6 +245,10 @@ class RuleMatcher:
                         for i, c in enumerate(rule.match) if c.form == "regex"]
         self._regexes = _Regexes(regexes)
         self._has_forms = len(self._by_form) > 0
+        # per rule: its terms, its regex keys, and what each condition needs to have been found
+        self._plans = [(rule, rule.terms(), [f"{rule.id}\0{i}" for i, c in enumerate(rule.match) if c.form == "regex"],
+                        [frozenset([f"{rule.id}\0{i}"] if c.form == "regex" else c.terms) for i, c in enumerate(rule.match)])
+                       for rule in self.rules]
 
     def _included(self, name: str) -> set[str]:
         out = set()
@@ -275,9 +279,15 @@ class RuleMatcher:
         matches = self._by_lemma(doc)
         if self._has_forms:
             matches += self._by_form(doc)
+        by_key: dict[int, list[Span]] = {}
         for key, start, end in matches:
+            by_key.setdefault(key, []).append((start, end))
+        for key, spans in by_key.items():
             for name in names[key]:
-                found.setdefault(name, []).append((start, end))
+                if name in found:
+                    found[name].extend(spans)
+                else:
+                    found[name] = list(spans)
         by_regex, timed_out = self._regexes.spans(text)
         # a concept whose regex ran out of time is unknown, and so is every concept including it
         timed_out |= {name for key in timed_out if "\0" not in key for name in self._concept_regex_owners[key]}
@@ -298,23 +308,32 @@ class RuleMatcher:
         the concepts named in MODEL_SEGMENTS."""
         arr = doc.to_array(TOKEN_ATTRS)
         doc.user_data[TOKEN_ARRAY_KEY] = arr  # the model's features read it too
-        starts = arr[:, _IDX].tolist()
+        idx = arr[:, _IDX].astype(np.int64)
+        starts = idx.tolist()
         n = len(starts)
-        ends = [starts[i + 1] - int(arr[i, _SPACY]) for i in range(n - 1)] + ([len(text)] if n else [])
+        # a token ends where the next starts, less its trailing space
+        ends = (np.append(idx[1:] - arr[:-1, _SPACY].astype(np.int64), len(text)) if n else idx).tolist()
         found, rule_regexes, timed_out = self.occurrences(doc, text)
         seg_starts = [s.start for s in segments]
+        kinds = [s.kind for s in segments]
 
         def segment_of(char: int) -> str:
-            return segments[max(0, bisect_right(seg_starts, char) - 1)].kind
+            return kinds[max(0, bisect_right(seg_starts, char) - 1)]
 
-        token_segment = [segment_of(c) for c in starts] if len(segments) > 1 else None
+        token_segment = None
+        if len(segments) > 1:
+            at = np.maximum(np.searchsorted(np.array(seg_starts), idx, side="right") - 1, 0).tolist()
+            token_segment = [kinds[i] for i in at]
         by_read: dict[tuple[str, ...], dict[str, list[Span]]] = {}
         hits: list[Hit] = []
         skipped: set[str] = set()
-        for rule in self.rules:
-            if any(f"{rule.id}\0{i}" in timed_out for i in range(len(rule.match))) or any(
-                    t in timed_out for t in rule.terms()):
+        present = found.keys() | rule_regexes.keys()
+        for rule, terms, regex_keys, needs in self._plans:
+            if timed_out and (terms & timed_out or any(k in timed_out for k in regex_keys)):
                 skipped.add(rule.id)
+            # most rules cannot fire on most requests: no condition has all it needs
+            if not any(map(present.issuperset, needs)):
+                continue
             visible = by_read.get(rule.read)
             if visible is None:
                 if token_segment is None:
@@ -358,9 +377,11 @@ class RuleMatcher:
                 seen.add(a)
                 hits.append(Hit(rule.id, rule.kind, rule.label, a, b, text[a:b], segment_of(a), rule.weight))
         hits.sort(key=lambda h: (h.start, h.rule_id))
-        concepts = tuple(sorted(k for k, v in found.items() if k in self.ruleset.concepts and (
-            token_segment is None and segments[0].kind in MODEL_SEGMENTS
-            or token_segment is not None and any(token_segment[s[0]] in MODEL_SEGMENTS for s in v))))
+        names = self.ruleset.concepts.keys() & found.keys()
+        if token_segment is None:
+            concepts = tuple(sorted(names)) if segments[0].kind in MODEL_SEGMENTS else ()
+        else:
+            concepts = tuple(sorted(k for k in names if any(token_segment[s[0]] in MODEL_SEGMENTS for s in found[k])))
         return hits, skipped, concepts
 
 

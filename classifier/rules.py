@@ -1,11 +1,12 @@
 """Load and validate the YAML rules in ``rules/``.
 
-Rules are data: each is a mapping with a stable ``id`` that every result cites.
-Loading is layered like spaCy's span ruler: the YAML is read with a safe loader
-that refuses aliases (no "billion laughs") and remembers line numbers, each rule
-is checked against a schema and against the label contract in :mod:`.spec`, and
-the matcher then compiles the patterns with ``validate=True``. Every problem is
-one line that names the file, the line, the rule id and what is allowed.
+Rules are data: each is a mapping with a stable ``id`` that every result cites,
+written over named concepts (``rules/vocabulary/``: words and phrases per language).
+The YAML is read with a safe loader that refuses aliases (no "billion laughs") and
+remembers line numbers; each rule and concept is checked against a pydantic schema,
+against the label contract in :mod:`.spec`, and for concepts that are used but not
+defined; every regex must compile for the ``regex`` module and for Hyperscan. Every
+problem is one line that names the file, the line, the rule id and what is allowed.
 """
 from __future__ import annotations
 
