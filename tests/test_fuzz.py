@@ -66,7 +66,7 @@ def test_segments_are_ordered_non_overlapping_and_inside_the_text(text: str, sub
 def test_every_hit_lies_in_the_text_and_in_a_segment_its_rule_reads(nlp: Language, text: str) -> None:
     norm = normalise(text)
     doc = next(analyse_docs(nlp, [norm]))
-    rules = nlp.get_pipe("intake_rule_matcher").rules
+    rules = {rule.id: rule for rule in nlp.get_pipe("intake_rule_matcher").rules}
     for hit in doc._.intake_hits:
         assert 0 <= hit.start < hit.end <= len(norm.text)
         assert norm.text[hit.start:hit.end] == hit.text

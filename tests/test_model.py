@@ -78,7 +78,7 @@ def test_init_stores_params_unchanged_and_validates_nothing():
 
 def test_default_params_are_unchanged():
     assert RequestModel().get_params() == {"C": 8.0, "ngram_max": 2, "min_df": 2, "max_features": 20000,
-                                           "rule_features": True, "char_ngrams": None,
+                                           "concept_features": True, "char_ngrams": None,
                                            "class_weight": "balanced", "rules_dir": None}
 
 
@@ -108,7 +108,7 @@ def test_numpy_numbers_are_valid_C(analysed, sample):
 
 
 def test_clone_keeps_params_and_drops_learned_state(fitted_single):
-    model = RequestModel(C=2.5, ngram_max=1, char_ngrams=(2, 4), rule_features=False, class_weight=None)
+    model = RequestModel(C=2.5, ngram_max=1, char_ngrams=(2, 4), concept_features=False, class_weight=None)
     copy = clone(model)
     assert copy is not model
     assert copy.get_params() == model.get_params()
@@ -120,7 +120,7 @@ def test_clone_keeps_params_and_drops_learned_state(fitted_single):
 def test_get_params_set_params_round_trip():
     model = RequestModel()
     assert sorted(model.get_params()) == sorted(params_of(RequestModel))
-    new = {"C": 0.5, "ngram_max": 3, "min_df": 1, "max_features": None, "rule_features": False,
+    new = {"C": 0.5, "ngram_max": 3, "min_df": 1, "max_features": None, "concept_features": False,
            "char_ngrams": (3, 5), "class_weight": None, "rules_dir": "rules"}
     assert model.set_params(**new) is model
     assert model.get_params() == new
@@ -207,18 +207,20 @@ def test_pipeline_and_grid_search(sample):
     assert list(pred) == [c for _, c in NEW_REQUESTS]
 
 
-def test_rule_features_add_rule_ids(analysed, sample):
-    fired = {h.rule_id for a in analysed for h in a.hits}
-    with_rules = RequestModel(min_df=1).fit(analysed, sample["category"])
-    without = RequestModel(min_df=1, rule_features=False).fit(analysed, sample["category"])
-    rule_feats = {f for f in with_rules.vectorizer_.vocabulary_ if f.startswith("rule=")}
-    assert fired and rule_feats == {f"rule={rid}" for rid in fired}
-    assert not any(f.startswith("rule=") for f in without.vectorizer_.vocabulary_)
-    # a request's row carries its own rule features
-    first = next(a for a in analysed if a.hits)
-    row = with_rules._transform([first])
-    vocab = with_rules.vectorizer_.vocabulary_
-    assert all(row[0, vocab[f"rule={h.rule_id}"]] > 0 for h in first.hits)
+def test_concept_features_add_the_concepts_a_request_names(analysed, sample):
+    named = {c for a in analysed for c in a.concepts}
+    with_concepts = RequestModel(min_df=1).fit(analysed, sample["category"])
+    without = RequestModel(min_df=1, concept_features=False).fit(analysed, sample["category"])
+    concept_feats = {f for f in with_concepts.vectorizer_.vocabulary_ if f.startswith("concept=")}
+    assert named and concept_feats == {f"concept={name}" for name in named}
+    assert not any(f.startswith("concept=") for f in without.vectorizer_.vocabulary_)
+    # rules act in the decision, not as features: no feature names a rule
+    assert not any(f.startswith("rule=") for f in with_concepts.vectorizer_.vocabulary_)
+    # a request's row carries its own concept features
+    first = next(a for a in analysed if a.concepts)
+    row = with_concepts._transform([first])
+    vocab = with_concepts.vectorizer_.vocabulary_
+    assert all(row[0, vocab[f"concept={name}"]] > 0 for name in first.concepts)
 
 
 def test_char_ngrams_add_features(analysed, sample):

@@ -210,7 +210,7 @@ def test_text_only_twin_is_saved_verified_and_refused_when_changed(model_dir):
     from classifier.model_files import load_extra_model
 
     twin = load_extra_model(model_dir, training.TEXT_ONLY_MODEL)
-    assert isinstance(twin, RequestModel) and twin.rule_features is False
+    assert isinstance(twin, RequestModel) and twin.concept_features is False
     assert load_extra_model(model_dir, "no_such_model") is None
     path = model_dir / "text_only.skops"
     path.write_bytes(path.read_bytes() + b"\0")
@@ -296,22 +296,33 @@ def test_a_damaged_model_file_with_a_matching_hash_is_refused_with_the_fix(model
     assert message.startswith(f"[E087] Model file {model_dir / MODEL_FILE} is damaged and cannot be read (")
 
 
-def test_the_manifest_names_the_rules_and_other_rules_are_warned_about(trained, tmp_path, caplog):
+def test_the_manifest_names_rules_and_vocabulary_and_another_vocabulary_is_warned_about(trained, tmp_path, caplog):
     import logging
 
     from classifier import Classifier
     from classifier.rules import load_rules
 
     manifest = json.loads((trained / MANIFEST_FILE).read_text(encoding="utf-8"))
-    assert manifest["rules_digest"] == load_rules(RULES_DIR).digest
+    bundled = load_rules(RULES_DIR)
+    assert manifest["rules_digest"] == bundled.digest
+    assert manifest["vocabulary_digest"] == bundled.vocabulary_digest
     with caplog.at_level(logging.WARNING, logger="intake"):
         Classifier.load(trained, rules_dir=RULES_DIR)
     assert not [r for r in caplog.records if "[W090]" in r.getMessage()]
+    # a rule edited: rules act in the decision, the model's features are unchanged: no warning
     edited = Path(shutil.copytree(RULES_DIR, tmp_path / "rules"))
     severity = edited / "severity.yaml"
     severity.write_text(severity.read_text(encoding="utf-8") + "\n# a lead's edit\n", encoding="utf-8")
     with caplog.at_level(logging.WARNING, logger="intake"):
         Classifier.load(trained, rules_dir=edited)
+    assert not [r for r in caplog.records if "[W090]" in r.getMessage()]
+    # a word added to a concept the model learnt from: warned, with what to do
+    words = edited / "vocabulary" / "common.yaml"
+    source = words.read_text(encoding="utf-8")
+    assert source.count("    en: [nginx, apache,") == 1
+    words.write_text(source.replace("    en: [nginx, apache,", "    en: [caddy, nginx, apache,"), encoding="utf-8")
+    with caplog.at_level(logging.WARNING, logger="intake"):
+        Classifier.load(trained, rules_dir=edited)
     warned = [r.getMessage() for r in caplog.records if "[W090]" in r.getMessage()]
-    assert len(warned) == 1 and warned[0].startswith(f"[W090] The model in {trained} was trained with other rules")
+    assert len(warned) == 1 and warned[0].startswith(f"[W090] The model in {trained} was trained with another vocabulary")
     assert warned[0].endswith(f"Retrain with: intake train --rules {edited} --out DIR")

@@ -639,23 +639,21 @@ def test_every_spec_channel_and_product_still_passes() -> None:
 
 
 def _skipped_patterns(text: str) -> list[str]:
-    """The masking patterns that match ``text`` but whose gate or pre-test would skip them."""
-    from classifier.masking import _SCANNER, _STEPS, gate_text
-    from classifier.regex_literals import passes
+    """The masking patterns that match ``text`` but that the prefilter would skip."""
+    from classifier.masking import _PATTERNS, _prefilter, gate_text
 
-    found = _SCANNER.scan(gate_text(text))
-    return [kind for (kind, regex, _), gate, pretest, _ in _STEPS
-            if regex.search(text) and not (passes(gate, found) and (pretest is None or pretest(text)))]
+    found = _prefilter().candidates(gate_text(text))
+    return [kind for i, (kind, regex, _) in enumerate(_PATTERNS) if regex.search(text) and i not in found]
 
 
-def test_masking_gates_and_pretests_never_skip_a_pattern_that_would_match() -> None:
-    """Each masking pattern is skipped on texts lacking the strings it cannot match
-    without, or failing its cheap pre-test; on every corpus text and look-alike that
-    must change nothing."""
-    from classifier.masking import _GATES, _PATTERNS, _PRETEST
+def test_the_masking_prefilter_never_skips_a_pattern_that_would_match() -> None:
+    """Hyperscan says which masking patterns can match a text (the pattern itself, or the
+    literals a pattern too large for it cannot match without); on every corpus text and
+    look-alike that must change nothing."""
+    from classifier.masking import _GATE_OF, _PATTERNS
 
     texts = [e["text"] for e in SECRETS] + LOOKALIKES
-    assert sum(bool(g) for g in _GATES) >= 10 and sum(t is not None for t in _PRETEST) >= 5
+    assert {kind for kind, _, _ in _PATTERNS} >= set(_GATE_OF)
     matched = sum(1 for _, regex, _ in _PATTERNS for text in texts if regex.search(text))
     assert matched > len(SECRETS)
     assert [(text, _skipped_patterns(text)) for text in texts if _skipped_patterns(text)] == []
@@ -674,7 +672,7 @@ _SECRETISH = st.lists(st.sampled_from(
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_SECRETISH)
-def test_no_gate_or_pretest_skips_a_match_on_generated_texts(text: str) -> None:
+def test_the_prefilter_skips_no_match_on_generated_texts(text: str) -> None:
     assert _skipped_patterns(text) == []
 
 
@@ -685,21 +683,26 @@ def test_a_login_pair_around_a_tab_spaced_slash_is_masked() -> None:
     assert result.kinds == ["login_password"] and "Qw7!mzP2x" not in result.text
 
 
-def test_letters_that_ignorecase_reads_as_a_gate_letter_do_not_hide_a_secret() -> None:
+def test_letters_that_ignorecase_reads_as_a_pattern_letter_do_not_hide_a_secret() -> None:
     """"paſſword", "lİcense", "парᲂль" are "password", "license", "пароль" to the IGNORECASE
-    patterns; the gates must read them so too, for every letter of every gate string."""
+    patterns; the prefilter must read them so too, for every letter of every pattern."""
     import sys
 
-    from classifier.masking import _GATES, CASE_FOLDS, gate_text
-    from classifier.regex_literals import gate_strings
+    from classifier.masking import _GATE_OF, _PATTERNS, CASE_FOLDS, gate_text
+    from classifier.prefilter import Prefilter
 
     for text in ["paſſword: Qw7!mzP2x", "ſecret_key = abcdefgh12345678", "paſſwort: Qw7!mzP2x", "парᲂль: Qw7!mzP2x",
                  "sİgnature: abcdef0123456789abcd", "\u212aennwort: Qw7!mzP2x"]:  # (the Kelvin sign)
         result = mask_secrets(text)
         assert result.masked and "Qw7!mzP2x" not in result.text and "abcdef0123" not in result.text, text
     every_char = "".join(chr(cp) for cp in range(0x80, sys.maxunicode + 1) if not 0xD800 <= cp <= 0xDFFF)
-    letters = {c for s in gate_strings(_GATES) for c in s if c.isalpha()}
-    misread = {(m.group(), letter) for letter in letters
-               for m in re.finditer(re.escape(letter), every_char, re.I) if gate_text(m.group()) != letter}
+    letters = {c for kind, regex, _ in _PATTERNS if regex.flags & re.I for c in _GATE_OF.get(kind, regex.pattern)
+               if c.isalpha()}
+    assert {"p", "w", "ł", "ñ", "п", "о"} <= letters
+    misread = set()
+    for letter in letters:
+        prefilter = Prefilter([(re.escape(letter), False)])
+        misread |= {(m.group(), letter) for m in re.finditer(re.escape(letter), every_char, re.I)
+                    if not prefilter.candidates(gate_text(m.group()))}
     assert misread == set()
     assert all(gate_text(chr(cp)) == letter for cp, letter in CASE_FOLDS.items())
