@@ -77,32 +77,27 @@ def _literal_first(literal: str, rest: str, not_after: str = r"\w") -> str:
     return re.escape(literal) + rf"(?<!{not_after}{re.escape(literal)})" + rest
 
 
-def _command(name: str, rest: str) -> tuple[str, str]:
-    """The command ``name`` then ``rest``: one of _COMMAND_LINES."""
-    return name, rest
-
-
 #: a shell command, then what comes before its password
 _COMMAND_LINES = [
-    _command("mysql", r"(?:dump|admin|import|check|pump|sh)?\b" + _OPTIONS + r"-p" + _ARG),  # -pSECRET (-p alone asks)
-    _command("mariadb", r"(?:-dump|-admin)?\b" + _OPTIONS + r"-p" + _ARG),
-    _command("sshpass", r"\s{1,3}-p\s{0,3}" + _ARG),
-    _command("mongo", r"(?:sh|dump|restore|export|import)?\b" + _OPTIONS + r"-p\s{1,3}" + _ARG),
-    _command("redis-cli", r"\b" + _OPTIONS + r"-a\s{1,3}" + _ARG),
-    *(_command(name, r"\b" + _OPTIONS + r"-P\s{0,3}" + _ARG) for name in ("sqlcmd", "osql", "bcp")),
-    _command("ldap", r"(?:search|add|modify|delete|passwd|whoami)\b" + _OPTIONS + r"-w\s{1,3}" + _ARG),
-    *(_command(name, r"\b" + _OPTIONS + r"-pw\s{1,3}" + _ARG) for name in ("plink", "pscp", "psftp")),
-    *(_command(name, r"\b" + _OPTIONS + r"[/-]p:" + _ARG) for name in ("xfreerdp", "freerdp")),
-    *(_command(name, r"\b" + _OPTIONS + r"-p\s{1,3}" + _ARG) for name in ("rdesktop", "docker login")),
-    _command("htpasswd", r"\s{1,3}-[a-zA-Z]{0,3}b[a-zA-Z]{0,3}\s{1,3}\S{1,200}\s{1,3}[^\s-]\S{0,100}\s{1,3}" + _MADE_UP_ARG),
-    _command("curl", r"\b" + _OPTIONS + r"(?:-u|-U|--user|--proxy-user)(?:\s{1,3}|=)?['\"]?[^\s:'\"]{1,100}:([^\s'\"]{1,200})"),
-    _command("lftp", r"\b" + _OPTIONS + r"-u\s{1,3}['\"]?[^\s,'\"]{1,100},([^\s'\"]{1,200})"),
-    _command("smbclient", r"\b" + _OPTIONS + r"(?:-U|--user)(?:\s{1,3}|=)['\"]?[^\s%'\"]{1,100}%([^\s'\"]{1,200})"),
+    ("mysql", r"(?:dump|admin|import|check|pump|sh)?\b" + _OPTIONS + r"-p" + _ARG),  # -pSECRET (-p alone asks)
+    ("mariadb", r"(?:-dump|-admin)?\b" + _OPTIONS + r"-p" + _ARG),
+    ("sshpass", r"\s{1,3}-p\s{0,3}" + _ARG),
+    ("mongo", r"(?:sh|dump|restore|export|import)?\b" + _OPTIONS + r"-p\s{1,3}" + _ARG),
+    ("redis-cli", r"\b" + _OPTIONS + r"-a\s{1,3}" + _ARG),
+    *((name, r"\b" + _OPTIONS + r"-P\s{0,3}" + _ARG) for name in ("sqlcmd", "osql", "bcp")),
+    ("ldap", r"(?:search|add|modify|delete|passwd|whoami)\b" + _OPTIONS + r"-w\s{1,3}" + _ARG),
+    *((name, r"\b" + _OPTIONS + r"-pw\s{1,3}" + _ARG) for name in ("plink", "pscp", "psftp")),
+    *((name, r"\b" + _OPTIONS + r"[/-]p:" + _ARG) for name in ("xfreerdp", "freerdp")),
+    *((name, r"\b" + _OPTIONS + r"-p\s{1,3}" + _ARG) for name in ("rdesktop", "docker login")),
+    ("htpasswd", r"\s{1,3}-[a-zA-Z]{0,3}b[a-zA-Z]{0,3}\s{1,3}\S{1,200}\s{1,3}[^\s-]\S{0,100}\s{1,3}" + _MADE_UP_ARG),
+    ("curl", r"\b" + _OPTIONS + r"(?:-u|-U|--user|--proxy-user)(?:\s{1,3}|=)?['\"]?[^\s:'\"]{1,100}:([^\s'\"]{1,200})"),
+    ("lftp", r"\b" + _OPTIONS + r"-u\s{1,3}['\"]?[^\s,'\"]{1,100},([^\s'\"]{1,200})"),
+    ("smbclient", r"\b" + _OPTIONS + r"(?:-U|--user)(?:\s{1,3}|=)['\"]?[^\s%'\"]{1,100}%([^\s'\"]{1,200})"),
     # net use Z: \\server\share SECRET /user:DOMAIN\user, or the password after /user
-    *(_command(name, r"\s{1,3}(?:[A-Za-z]:\s{1,3})?\\\\\S{1,200}\s{1,3}(?![/*])" + _MADE_UP_ARG) for name in ("net use", "NET USE")),
-    *(_command(name, r"\b" + _OPTIONS + r"(?i:/user:)\S{1,100}\s{1,3}(?![/*])" + _MADE_UP_ARG) for name in ("net use", "NET USE")),
+    *((name, r"\s{1,3}(?:[A-Za-z]:\s{1,3})?\\\\\S{1,200}\s{1,3}(?![/*])" + _MADE_UP_ARG) for name in ("net use", "NET USE")),
+    *((name, r"\b" + _OPTIONS + r"(?i:/user:)\S{1,100}\s{1,3}(?![/*])" + _MADE_UP_ARG) for name in ("net use", "NET USE")),
     # --password SECRET (with "=" the password pattern has it)
-    _command("--", r"(?:password|passwd|pass)\s{1,3}" + _MADE_UP_ARG),
+    ("--", r"(?:password|passwd|pass)\s{1,3}" + _MADE_UP_ARG),
 ]
 #: each command (not the end of a longer word or option) then its password
 _COMMANDS = re.compile("|".join(_literal_first(name, rest, r"[\w-]") for name, rest in _COMMAND_LINES))

@@ -245,10 +245,12 @@ class RuleMatcher:
                         for i, c in enumerate(rule.match) if c.form == "regex"]
         self._regexes = _Regexes(regexes)
         self._has_forms = len(self._by_form) > 0
-        # per rule: its terms, its regex keys, and what each condition needs to have been found
-        self._plans = [(rule, rule.terms(), [f"{rule.id}\0{i}" for i, c in enumerate(rule.match) if c.form == "regex"],
-                        [frozenset([f"{rule.id}\0{i}"] if c.form == "regex" else c.terms) for i, c in enumerate(rule.match)])
-                       for rule in self.rules]
+        # per rule, made once: its terms, each regex condition's key, and what each condition needs found
+        self._plans = []
+        for rule in self.rules:
+            keys = [f"{rule.id}\0{i}" if c.form == "regex" else None for i, c in enumerate(rule.match)]
+            needs = [frozenset([key] if key else c.terms) for c, key in zip(rule.match, keys)]
+            self._plans.append((rule, rule.terms(), [k for k in keys if k], list(zip(rule.match, keys)), needs))
 
     def _included(self, name: str) -> set[str]:
         out = set()
@@ -328,7 +330,7 @@ class RuleMatcher:
         hits: list[Hit] = []
         skipped: set[str] = set()
         present = found.keys() | rule_regexes.keys()
-        for rule, terms, regex_keys, needs in self._plans:
+        for rule, terms, regex_keys, conditions, needs in self._plans:
             if timed_out and (terms & timed_out or any(k in timed_out for k in regex_keys)):
                 skipped.add(rule.id)
             # most rules cannot fire on most requests: no condition has all it needs
@@ -345,9 +347,9 @@ class RuleMatcher:
                 by_read[rule.read] = visible
             spans: list[Span] = []
             char_spans: list[tuple[int, int]] = []
-            for i, cond in enumerate(rule.match):
-                if cond.form == "regex":
-                    for a, b in rule_regexes.get(f"{rule.id}\0{i}", ()):
+            for cond, key in conditions:
+                if key:
+                    for a, b in rule_regexes.get(key, ()):
                         if segment_of(a) in rule.read and segment_of(max(a, b - 1)) in rule.read:
                             char_spans.append((a, b))
                     continue
