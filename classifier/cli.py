@@ -79,22 +79,57 @@ def rules() -> None:
 
 @rules.command("check")
 @RULES_OPTION
-def rules_check(rules_dir: Path | None) -> None:
-    """Validate every rules file and run every rule's examples."""
-    from .matching import build_pipeline, run_rule_examples
+@click.option("--language", "languages", multiple=True, metavar="CODE",
+              help="Check only this language's examples and coverage (repeatable; default: every language).")
+def rules_check(rules_dir: Path | None, languages: tuple[str, ...]) -> None:
+    """Validate every rules file and run every rule's examples, in every language.
+
+    Per language other than English it also reports the rules with fewer than 2 matching
+    or 1 non-matching examples, every concept a rule uses that has no words in the
+    language (rule id, concept) and the reply templates it lacks.
+    """
+    from .matching import build_pipeline, concepts_missing, run_rule_examples
+    from .reply import REQUIRED
+    from .rules import load_rules
 
     try:
-        nlp = build_pipeline(rules_dir)
+        ruleset = load_rules(rules_dir)
+        unknown = [code for code in languages if code not in ruleset.languages]
+        if unknown:
+            raise click.UsageError(f"no language pack for {', '.join(unknown)}; the rules have "
+                                   f"{', '.join(sorted(ruleset.languages))}")
+        pipelines = {code: build_pipeline(rules_dir, code) for code in (languages or ruleset.languages)}
     except IntakeError as exc:
         _fail(exc)
-    ruleset = nlp.get_pipe("intake_rule_matcher").ruleset
-    failures, passed = run_rule_examples(nlp)
-    for failure in failures:
-        click.echo(f"FAIL {failure}")
-    click.echo(f"{len(ruleset.rules)} rules in {len(ruleset.files)} files, "
-               f"{sum(a + b for a, b in passed.values())} examples passed, {len(failures)} failed")
-    ok = not failures
-    # coverage per label: a label counts when its rules have >= 3 passing match and >= 1 passing no_match
+    ok = True
+    for code, nlp in pipelines.items():
+        failures, passed = run_rule_examples(nlp)
+        for failure in failures:
+            click.echo(f"FAIL {failure}")
+        ok = ok and not failures
+        name = ruleset.languages[code].name or code
+        click.echo(f"{code} ({name}): {len(ruleset.rules)} rules in {len(ruleset.files)} files, "
+                   f"{sum(a + b for a, b in passed.values())} examples passed, {len(failures)} failed")
+        if code == "en":
+            ok = _label_coverage(ruleset, passed) and ok
+            continue
+        few = [rule_id for rule_id, (m, n) in passed.items() if m < 2 or n < 1]
+        click.echo(f"{code}: {len(passed) - len(few)} of {len(passed)} rules have >= 2 passing match and >= 1 "
+                   f"no_match examples" + (f"; too few: {', '.join(few)}" if few else ""))
+        missing = concepts_missing(ruleset, code)
+        for rule_id, concept in missing:
+            click.echo(f"{code}: rule {rule_id} uses concept {concept}, which has no {code} words")
+        templates = ruleset.languages[code].templates
+        lacking = [key for key in REQUIRED if key not in templates]
+        click.echo(f"{code}: concepts: {len({c for _, c in missing})} used without {code} words; "
+                   f"reply templates: " + (f"missing {', '.join(lacking)} (English is used)" if lacking else "all"))
+    if not ok:
+        sys.exit(1)
+
+
+def _label_coverage(ruleset, passed: dict[str, tuple[int, int]]) -> bool:
+    """Print, per kind of label, which labels have >= 3 passing match and >= 1 no_match examples."""
+    ok = True
     for kind, labels, title in (("clause", list(spec.CLAUSES), "clauses"),
                                 ("severity", list(spec.SEVERITIES), "severity levels"),
                                 ("info", list(spec.MISSING_ITEMS), "missing-info detectors"),
@@ -110,8 +145,7 @@ def rules_check(rules_dir: Path | None) -> None:
         click.echo(f"{title}: {len(covered)} of {len(labels)} covered (>= 3 passing match and >= 1 no_match examples)"
                    + (f"; not covered: {', '.join(missing)}" if missing else ""))
         ok = ok and not missing
-    if not ok:
-        sys.exit(1)
+    return ok
 
 
 @rules.command("report")

@@ -34,6 +34,7 @@ from spacy.util import minibatch
 from .collector import collector_paused
 from .normalise import NormalisedRequest, Segment
 from .prefilter import Prefilter
+from .errors import RulesError
 from .rules import CONCEPT_RE, Condition, Rule, RuleSet, load_rules
 
 for _name in ("intake_segments", "intake_hits", "intake_text", "intake_timed_out", "intake_concepts"):
@@ -101,12 +102,15 @@ class Hit:
 
 
 class LowercaseLemmatizer:
-    """Lookup lemmatizer that ignores case (spaCy's own lookup mode is case-sensitive)."""
+    """Lemmatizer that ignores case, from lookups: ``lookup:<lang>`` is the lemma table of
+    ``spacy-lookups-data`` (spaCy's own lookup mode is case-sensitive), ``simplemma:<lang>``
+    simplemma's dictionaries (full inflection tables for Russian, German, Polish …, where
+    spaCy's tables miss common forms). Sources are tried in order; a word none of them
+    knows is its own lemma. Each lower-case form is looked up once and kept."""
 
-    def __init__(self, nlp: Language, name: str = "intake_lemmatizer") -> None:
+    def __init__(self, nlp: Language, name: str = "intake_lemmatizer", sources: Iterable[str] = ("lookup:en",)) -> None:
         self.name = name
-        table = load_lookups(lang="en", tables=["lemma_lookup"]).get_table("lemma_lookup")
-        self._table = table
+        self._sources = [_lemma_source(s) for s in sources]
         self._cache: dict[int, int] = {}
         self._strings = nlp.vocab.strings
 
@@ -123,9 +127,39 @@ class LowercaseLemmatizer:
 
     def _lemma(self, lower: int) -> int:
         """Hash of the lemma of the lower-case form ``lower``, looked up once and kept."""
-        lemma = self._strings.add(self._table.get(lower, self._strings[lower]))
-        self._cache[lower] = lemma
+        form = self._strings[lower]
+        lemma = next((found for source in self._sources if (found := source(lower, form)) is not None), form)
+        self._cache[lower] = lemma = self._strings.add(lemma)
         return lemma
+
+
+def _lemma_source(source: str) -> Callable[[int, str], str | None]:
+    """``(hash of the lower-case form, the form) -> its lower-case lemma, or None if unknown``."""
+    kind, _, lang = source.partition(":")
+    if kind == "simplemma":
+        import simplemma
+
+        try:
+            simplemma.lemmatize("test", lang=lang)
+        except (ValueError, KeyError) as exc:
+            raise RulesError(f"[E091] lemmas: simplemma has no language {lang!r}: {exc}") from None
+
+        def from_simplemma(_: int, form: str) -> str | None:
+            lemma = simplemma.lemmatize(form, lang=lang).lower()
+            return lemma if lemma != form or simplemma.is_known(form, lang=lang) else None
+        return from_simplemma
+    try:
+        table = load_lookups(lang=lang, tables=["lemma_lookup"]).get_table("lemma_lookup")
+    except ValueError as exc:  # spaCy's message names the language and the table
+        raise RulesError(f"[E091] lemmas: {source}: {exc} (name only languages spacy-lookups-data has a "
+                         "lemma_lookup table for)") from None
+
+    def from_table(lower: int, form: str) -> str | None:
+        found = table.get(lower)
+        if found is None and form[:1].isalpha():  # German nouns are listed capitalised
+            found = table.get(form[:1].upper() + form[1:])
+        return None if found is None else found.lower()
+    return from_table
 
 
 def _in_batches(component: Callable[[Doc], Doc], docs: Iterable[Doc], batch_size: int) -> Iterator[Doc]:
@@ -138,9 +172,9 @@ def _in_batches(component: Callable[[Doc], Doc], docs: Iterable[Doc], batch_size
         yield from batch
 
 
-@Language.factory("intake_lemmatizer")
-def make_lemmatizer(nlp: Language, name: str) -> LowercaseLemmatizer:
-    return LowercaseLemmatizer(nlp, name)
+@Language.factory("intake_lemmatizer", default_config={"sources": ["lookup:en"]})
+def make_lemmatizer(nlp: Language, name: str, sources: list[str]) -> LowercaseLemmatizer:
+    return LowercaseLemmatizer(nlp, name, sources)
 
 
 class _Regexes:
@@ -205,9 +239,13 @@ def _then(lists: list[list[Span]], within: int) -> list[Span]:
 class RuleMatcher:
     """spaCy component: finds every rule hit and stores them in ``doc._.intake_hits``."""
 
-    def __init__(self, nlp: Language, ruleset: RuleSet, name: str = "intake_rule_matcher") -> None:
+    def __init__(self, nlp: Language, ruleset: RuleSet, name: str = "intake_rule_matcher",
+                 language: str = "en") -> None:
         self.name = name
         self.ruleset = ruleset
+        self.language = language
+        # a language's words, and English's: customers everywhere paste English messages
+        languages = {"en", language}
         self.rules = ruleset.rules
         strings = nlp.vocab.strings
         lemmatize = nlp.get_pipe("intake_lemmatizer") if "intake_lemmatizer" in nlp.pipe_names else (lambda d: d)
@@ -234,8 +272,10 @@ class RuleMatcher:
                 self._by_form.add(key, form_docs)
 
         for concept in ruleset.concepts.values():
-            add(concept.name, [w for words in concept.words.values() for w in words], owners[concept.name])
+            add(concept.name, [w for lang in sorted(languages) for w in concept.words.get(lang, ())],
+                owners[concept.name])
             regexes += [(concept.name, p, False) for p in concept.regexes]
+            regexes += [(concept.name, p, False) for p in ruleset.languages[language].regexes.get(concept.name, ())]
         self._concept_regex_owners = owners
         self._phrases = sorted({t for r in self.rules for t in r.terms() if not CONCEPT_RE.match(t)})
         for phrase in self._phrases:
@@ -387,19 +427,22 @@ class RuleMatcher:
         return hits, skipped, concepts
 
 
-@Language.factory("intake_rule_matcher", default_config={"rules_dir": None})
-def make_rule_matcher(nlp: Language, name: str, rules_dir: str | None) -> RuleMatcher:
-    return RuleMatcher(nlp, load_rules(rules_dir), name=name)
+@Language.factory("intake_rule_matcher", default_config={"rules_dir": None, "language": "en"})
+def make_rule_matcher(nlp: Language, name: str, rules_dir: str | None, language: str) -> RuleMatcher:
+    return RuleMatcher(nlp, load_rules(rules_dir), name=name, language=language)
 
 
-def build_pipeline(rules_dir: str | Path | None = None) -> Language:
-    """A blank English pipeline: lemmatizer, then the rule matcher over ``rules_dir``.
+def build_pipeline(rules_dir: str | Path | None = None, language: str = "en") -> Language:
+    """A blank pipeline for ``language``: its tokenizer and lemma tables (as its language
+    pack says), then the rule matcher over ``rules_dir`` with that language's words.
 
     The loaded rules are at ``nlp.get_pipe("intake_rule_matcher").ruleset``.
     """
-    nlp = spacy.blank("en")
-    nlp.add_pipe("intake_lemmatizer")
-    nlp.add_pipe("intake_rule_matcher", config={"rules_dir": None if rules_dir is None else str(rules_dir)})
+    pack = load_rules(rules_dir).languages[language]
+    nlp = spacy.blank(pack.tokenizer)
+    nlp.add_pipe("intake_lemmatizer", config={"sources": list(pack.lemmas)})
+    nlp.add_pipe("intake_rule_matcher", config={"rules_dir": None if rules_dir is None else str(rules_dir),
+                                                "language": language})
     return nlp
 
 
@@ -431,6 +474,35 @@ class ExampleFailure:
         return f"{self.file}:{self.line}: rule {self.rule_id}: example {verb}: {short!r}"
 
 
+def _example_file(pack: Any, rule_id: str, text: str) -> str:
+    """The pack file (and line) an example of ``rule_id`` is written in."""
+    for file in pack.files:
+        lines = Path(file).read_text(encoding="utf-8").splitlines()
+        needle = text[:50]
+        at = [i for i, ln in enumerate(lines, 1) if needle in ln]
+        if at:
+            return f"{file}:{at[0]}"
+    return pack.files[0]
+
+
+def concepts_missing(ruleset: RuleSet, language: str) -> list[tuple[str, str]]:
+    """(rule id, concept) for every concept a rule names that has no words in ``language``
+    (nor regexes, nor an included concept that has)."""
+    pack = ruleset.languages[language]
+    memo: dict[str, bool] = {}
+
+    def covered(name: str) -> bool:
+        if name not in memo:
+            memo[name] = False  # includes have no cycles (checked on load); this only guards
+            c = ruleset.concepts[name]
+            memo[name] = bool(c.words.get(language) or c.regexes or pack.regexes.get(name)
+                              or any(covered(sub) for sub in c.include))
+        return memo[name]
+
+    return [(rule.id, term) for rule in ruleset.rules for term in sorted(rule.terms())
+            if CONCEPT_RE.match(term) and not covered(term)]
+
+
 def run_rule_examples(nlp: Language) -> tuple[list[ExampleFailure], dict[str, tuple[int, int]]]:
     """Run every rule's examples through the pipeline.
 
@@ -438,11 +510,13 @@ def run_rule_examples(nlp: Language) -> tuple[list[ExampleFailure], dict[str, tu
     """
     from .normalise import normalise
 
-    ruleset: RuleSet = nlp.get_pipe("intake_rule_matcher").ruleset
+    matcher: RuleMatcher = nlp.get_pipe("intake_rule_matcher")
+    ruleset = matcher.ruleset
+    pack = ruleset.languages[matcher.language]
     cases: list[tuple[Rule, str, str]] = []
-    for rule in ruleset.rules:
-        cases += [(rule, "match", t) for t in rule.examples_match]
-        cases += [(rule, "no_match", t) for t in rule.examples_no_match]
+    for rule, match, no_match in ruleset.examples_in(matcher.language):
+        cases += [(rule, "match", t) for t in match]
+        cases += [(rule, "no_match", t) for t in no_match]
     failures: list[ExampleFailure] = []
     passed: dict[str, list[int]] = {r.id: [0, 0] for r in ruleset.rules}
     docs = analyse_docs(nlp, (normalise(text) for _, _, text in cases))
@@ -451,5 +525,6 @@ def run_rule_examples(nlp: Language) -> tuple[list[ExampleFailure], dict[str, tu
         if fired == (expected == "match"):
             passed[rule.id][0 if expected == "match" else 1] += 1
         else:
-            failures.append(ExampleFailure(rule.id, rule.file, rule.line, expected, text))
+            file, line = (rule.file, rule.line) if matcher.language == "en" else (_example_file(pack, rule.id, text), 0)
+            failures.append(ExampleFailure(rule.id, file, line, expected, text))
     return failures, {k: (v[0], v[1]) for k, v in passed.items()}

@@ -64,6 +64,8 @@ ID_RE = re.compile(r"^[A-Za-z0-9_.#:-]+$")
 CONCEPT_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
 #: Language keys a concept's words may be listed under (ISO 639-1, two letters).
 LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
+#: Where a language's lemmas come from (see :class:`LanguagePack`).
+LEMMA_SOURCE_RE = re.compile(r"^(?:lookup|simplemma):[a-z]{2,3}$")
 #: Words between the first and the last term of a ``near``/``then`` condition, by default.
 DEFAULT_WITHIN = 8
 #: How close (in words, either side of the match) an ``unless`` concept vetoes it, by default.
@@ -169,6 +171,52 @@ class Rule:
         return {t for c in self.match for t in c.terms} | set(self.unless)
 
 
+class _PackExamples(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    match: list[str] = []
+    no_match: list[str] = []
+
+
+class _PackSchema(BaseModel):
+    """The schema of one language pack file (``rules/languages/<code>/*.yaml``)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    language: str = Field(pattern=LANGUAGE_RE.pattern)
+    name: str | None = None
+    tokenizer: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
+    lemmas: list[str] | None = None
+    words: dict[str, list[str]] = {}
+    regex: dict[str, list[str]] = {}
+    examples: dict[str, _PackExamples] = {}
+    templates: dict[str, Any] = {}
+
+
+@dataclass
+class LanguagePack:
+    """What one language adds to the rules: how its text is read (the spaCy tokenizer and
+    lemma lookup tables), its words for the concepts, regexes that only hold in it, the
+    rules' examples in it and its reply templates. English needs no pack: its words are
+    the concepts' ``en:`` lists and its examples sit in the rules."""
+
+    code: str
+    name: str = ""
+    #: spaCy language whose blank tokenizer splits the text (``spacy.blank(tokenizer)``)
+    tokenizer: str = ""
+    #: where lemmas come from, tried in order: ``lookup:<lang>`` (the ``lemma_lookup`` table
+    #: of ``spacy-lookups-data``) or ``simplemma:<lang>``; a word none knows is its own lemma
+    lemmas: tuple[str, ...] = ()
+    words: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    regexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    #: rule id -> (match, no_match) examples in this language
+    examples: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
+    templates: dict[str, Any] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+
+
+#: English as it is when no ``rules/languages/en/`` says otherwise.
+ENGLISH = LanguagePack("en", "English", "en", ("lookup:en",))
+
+
 @dataclass
 class RuleSet:
     """Every rule and reply template loaded from one rules folder."""
@@ -180,6 +228,15 @@ class RuleSet:
     digest: str = ""
     #: of the vocabulary files alone: what a model's concept features depend on
     vocabulary_digest: str = ""
+    #: language code -> its pack; the supported languages (English always among them)
+    languages: dict[str, LanguagePack] = field(default_factory=lambda: {"en": ENGLISH})
+
+    def examples_in(self, language: str) -> list[tuple[Rule, tuple[str, ...], tuple[str, ...]]]:
+        """Each rule with its (match, no_match) examples in ``language``."""
+        if language == "en":
+            return [(r, r.examples_match, r.examples_no_match) for r in self.rules]
+        pack = self.languages[language]
+        return [(r, *pack.examples.get(r.id, ((), ()))) for r in self.rules]
 
     def by_id(self) -> dict[str, Rule]:
         return {r.id: r for r in self.rules}
@@ -408,6 +465,79 @@ def parse_concepts(raw: Any, file: Path, concepts: dict[str, Concept]) -> None:
                                  str(file), line)
 
 
+def parse_pack(raw: dict[str, Any], file: Path, packs: dict[str, LanguagePack]) -> bool:
+    """Add one language pack file to ``packs``; True when it gives words or regexes."""
+    language = raw.get("language")
+    where = {"file": file, "line": raw.get("__line__", 1), "language": language}
+    try:
+        parsed = _PackSchema.model_validate(_strip_lines(raw))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        at = ".".join(str(p) for p in err["loc"])
+        raise _fail(Errors.E091, problem=f"{at}: {err['msg']}", **where) from None
+    pack = packs.setdefault(parsed.language, LanguagePack(parsed.language))
+    pack.files.append(str(file))
+    for key in ("name", "tokenizer"):
+        value = getattr(parsed, key)
+        if value is not None:
+            if getattr(pack, key):
+                raise _fail(Errors.E091, problem=f"{key} is given twice (also in {pack.files[0]})", **where)
+            setattr(pack, key, value)
+    if parsed.lemmas is not None:
+        bad = [x for x in parsed.lemmas if not LEMMA_SOURCE_RE.match(x)]
+        if bad:
+            raise _fail(Errors.E091, problem=f"lemmas: {bad[0]!r} is neither lookup:<lang> nor simplemma:<lang>",
+                        **where)
+        pack.lemmas = tuple(parsed.lemmas)
+    for name, entries in parsed.words.items():
+        line = raw["words"].get("__line__", 0)
+        if not all(e.strip() for e in entries):
+            raise _fail(Errors.E011, field=f"words.{name}", expected="a list of words and phrases",
+                        got=repr(entries)[:60], file=file, line=line, rule_id=f"language {parsed.language}")
+        pack.words[name] = pack.words.get(name, ()) + tuple(entries)
+    for name, patterns in parsed.regex.items():
+        where_rx = {"file": file, "line": raw["regex"].get("__line__", 0), "rule_id": f"concept {name}"}
+        for i, pattern in enumerate(patterns, 1):
+            check_regex(pattern, False, where_rx, i)
+        pack.regexes[name] = pack.regexes.get(name, ()) + tuple(patterns)
+    for rule_id, ex in parsed.examples.items():
+        match, no_match = pack.examples.get(rule_id, ((), ()))
+        pack.examples[rule_id] = (match + tuple(ex.match), no_match + tuple(ex.no_match))
+    if parsed.templates:
+        templates = _strip_lines(raw["templates"])
+        _check_template_values(templates, file)
+        pack.templates.update(templates)
+    return bool(parsed.words or parsed.regex)
+
+
+def _check_packs(packs: dict[str, LanguagePack], rules: list[Rule],
+                 concepts: dict[str, Concept]) -> dict[str, LanguagePack]:
+    """Every concept and rule a pack names exists; its words join the concepts'.
+
+    Returns the supported languages: English and every pack's."""
+    ids = {r.id for r in rules}
+    for pack in packs.values():
+        where = {"file": pack.files[0], "line": 1, "language": pack.code}
+        for name in [*pack.words, *pack.regexes]:
+            if name not in concepts:
+                raise _fail(Errors.E008, name=name, file=pack.files[0], line=1, rule_id=f"language {pack.code}")
+        for rule_id in pack.examples:
+            if rule_id not in ids:
+                raise _fail(Errors.E091, problem=f"examples for rule {rule_id}, which no rules file defines", **where)
+        pack.tokenizer = pack.tokenizer or pack.code
+        try:
+            import spacy.util
+
+            spacy.util.get_lang_class(pack.tokenizer)
+        except Exception:  # spaCy raises its own ImportError subclass
+            raise _fail(Errors.E091, problem=f"spaCy has no language '{pack.tokenizer}' to tokenize it "
+                        "(set tokenizer: to one it has, or xx)", **where) from None
+        for name, words in pack.words.items():
+            concept = concepts[name]
+            concept.words[pack.code] = concept.words.get(pack.code, ()) + words
+    return {"en": LanguagePack("en", ENGLISH.name, ENGLISH.tokenizer, ENGLISH.lemmas), **packs}
+
+
 def _check_references(rules: list[Rule], concepts: dict[str, Concept]) -> None:
     """Every concept a rule or concept names exists, and no concept includes itself."""
     for concept in concepts.values():
@@ -508,6 +638,7 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
     concepts: dict[str, Concept] = {}
     templates: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}
+    packs: dict[str, LanguagePack] = {}
     digest, vocabulary_digest = hashlib.sha256(), hashlib.sha256()
     for path in files:
         _check_regular(path)
@@ -519,6 +650,9 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
         elif isinstance(data, dict) and isinstance(data.get("concepts"), dict):
             parse_concepts(data["concepts"], path, concepts)
             vocabulary_digest.update(entry)
+        elif isinstance(data, dict) and "language" in data:
+            if parse_pack(data, path, packs):
+                vocabulary_digest.update(entry)
         elif isinstance(data, dict) and isinstance(data.get("templates"), dict):
             for key, value in data["templates"].items():
                 if key != "__line__":
@@ -527,5 +661,6 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
         else:
             raise RulesError(Errors.E014.format(file=path, key="rules"))
     _check_references(rules, concepts)
+    languages = _check_packs(packs, rules, concepts)
     return RuleSet(rules=rules, concepts=concepts, templates=templates, files=files, digest=digest.hexdigest(),
-                   vocabulary_digest=vocabulary_digest.hexdigest())
+                   vocabulary_digest=vocabulary_digest.hexdigest(), languages=languages)
