@@ -311,7 +311,8 @@ def _read(stream: BinaryIO, fmt: str, name: str | Path, close: bool = False) -> 
 
 # -- writing ---------------------------------------------------------------------------
 CSV_COLUMNS = ("id", "category", "scope", "clauses", "severity", "response_time_hours", "missing_info",
-               "delay_reasons", "flags", "confidence", "needs_review", "suggested_reply", "explanation", "error")
+               "delay_reasons", "flags", "confidence", "needs_review", "language", "suggested_reply", "explanation",
+               "error")
 
 
 def csv_row(result: Result) -> dict[str, Any]:
@@ -321,7 +322,7 @@ def csv_row(result: Result) -> dict[str, Any]:
         return {"id": d["id"], "error": f"row {d['error']['row']}: {d['error']['message']}"}
     return {
         **{k: d[k] for k in ("id", "category", "scope", "severity", "response_time_hours", "confidence",
-                             "needs_review", "suggested_reply")},
+                             "needs_review", "language", "suggested_reply")},
         "clauses": ";".join(c["id"] for c in d["clauses"]),
         "missing_info": ";".join(d["missing_info"]),
         "delay_reasons": ";".join(d["delay_reasons"]),

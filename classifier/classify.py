@@ -51,6 +51,12 @@ class Classifier:
         ruleset = analyser.ruleset
         check_templates(ruleset.templates, _templates_file(ruleset.files))
         self.templates = ruleset.templates
+        #: per language, its pack's templates over the English ones (a part a pack lacks is English)
+        self.templates_in = {"en": ruleset.templates}
+        for code, pack in ruleset.languages.items():
+            if code != "en" and pack.templates:
+                self.templates_in[code] = merged = _merged(ruleset.templates, pack.templates)
+                check_templates(merged, pack.files[0])
         self.clause_texts = {}
         for rule in ruleset.of_kind("clause"):
             self.clause_texts.setdefault(rule.label, rule.sla or "")
@@ -171,7 +177,7 @@ class Classifier:
         return self.model.label_probabilities(analysed)
 
     def _result(self, a: Analysed, d: Decision) -> Result:
-        reply = write_reply(d, self.templates, self.clause_texts)
+        reply = write_reply(d, self.templates_in.get(a.language.code, self.templates), self.clause_texts)
         explanation = dict(d.explanation)
         explanation["review_reasons"] = d.review_reasons
         return Result(
@@ -180,7 +186,15 @@ class Classifier:
             severity=d.severity, response_time_hours=spec.RESPONSE_TIME_HOURS[d.severity],
             missing_info=d.missing_info, delay_reasons=d.delay_reasons, flags=d.flags,
             confidence=d.confidence, needs_review=d.needs_review, explanation=explanation,
-            suggested_reply=reply)
+            suggested_reply=reply, language=a.language.code)
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` laid on ``base``, mapping by mapping."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = _merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return out
 
 
 def _templates_file(files: list[Path]) -> Path:

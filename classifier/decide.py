@@ -271,6 +271,10 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
         model_top = max(probas["category"], key=lambda c: probas["category"][c])
         if spec.CLAUSES[rule_top][0] != model_top:
             review.append(f"rules point to {spec.CLAUSES[rule_top][0]} ({rule_top}), the model to {model_top}")
+    language = analysed.language
+    if not language.supported:
+        review.append(f"language {language.code} has no language pack: read with the English rules, "
+                      "replied to in English")
     if analysed.normalised.truncated:
         review.append("text was cut before classification")
     for rule_id in analysed.timed_out:
@@ -289,6 +293,7 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
         "masked_secrets": len(analysed.normalised.masked),
         "bad_attachments": bad_images,
         "truncated": analysed.normalised.truncated,
+        "language": {"code": language.code, "source": language.source, "supported": language.supported},
     }
     if analysed.normalised.truncated:
         explanation["original_length"] = analysed.normalised.original_length

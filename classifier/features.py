@@ -13,8 +13,10 @@ from typing import Iterable, Iterator
 import numpy as np
 from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA
 from spacy.language import Language
+from spacy.tokens import Doc
 from spacy.util import minibatch
 
+from .language import LanguageDetector, LanguageOf
 from .matching import MODEL_SEGMENTS, TOKEN_ARRAY_KEY, TOKEN_ATTRS, Hit, analyse_docs, build_pipeline, get_ext
 from .normalise import NormalisedRequest, normalise
 from .request import Request
@@ -33,6 +35,8 @@ class Analysed:
     timed_out: tuple[str, ...] = ()
     #: vocabulary concepts named in MODEL_SEGMENTS, sorted
     concepts: tuple[str, ...] = ()
+    #: the request's language (SPEC §9), and where that came from
+    language: LanguageOf = LanguageOf("en", "default", True)
 
     def features(self, ngram_max: int = 2, concept_features: bool = True) -> list[str]:
         """Lemma n-grams plus one ``concept=<NAME>`` feature per concept the request names.
@@ -49,20 +53,42 @@ class Analysed:
 
 
 class Analyser:
-    """Turns requests into :class:`Analysed` records, in batches."""
+    """Turns requests into :class:`Analysed` records, in batches: each request is read by
+    the pipeline of its language (made on first use), or by the English one when the
+    rules have no pack for its language."""
 
     def __init__(self, rules_dir: str | Path | None = None) -> None:
+        self.rules_dir = rules_dir
         self.nlp: Language = build_pipeline(rules_dir)
         self.ruleset: RuleSet = self.nlp.get_pipe("intake_rule_matcher").ruleset
+        self.pipelines: dict[str, Language] = {"en": self.nlp}
+        self.detector = LanguageDetector(self.ruleset.languages)
+
+    def pipeline(self, language: str) -> Language:
+        """The pipeline that reads ``language`` (English for a language without a pack)."""
+        if language not in self.ruleset.languages:
+            language = "en"
+        nlp = self.pipelines.get(language)
+        if nlp is None:
+            nlp = self.pipelines[language] = build_pipeline(self.rules_dir, language)
+        return nlp
 
     def analyse(self, requests: Iterable[Request], batch_size: int = 256) -> Iterator[Analysed]:
         # a batch is normalised before any of it is tokenized: each stage's regexes and
         # tables stay in the CPU caches over the batch instead of taking turns per request
         for batch in minibatch(requests, size=batch_size):
             norms = [normalise(req.text, req.subject) for req in batch]
-            for req, norm, doc in zip(batch, norms, analyse_docs(self.nlp, norms, batch_size=batch_size)):
+            languages = [self.detector.language_of(norm, req.language) for req, norm in zip(batch, norms)]
+            read_as = [lang.code if lang.supported else "en" for lang in languages]
+            docs: list[Doc | None] = [None] * len(batch)
+            for code in dict.fromkeys(read_as):
+                at = [i for i, c in enumerate(read_as) if c == code]
+                for i, doc in zip(at, analyse_docs(self.pipeline(code), [norms[i] for i in at], batch_size=batch_size)):
+                    docs[i] = doc
+            for req, norm, doc, lang in zip(batch, norms, docs, languages):
                 yield Analysed(req, norm, list(get_ext(doc, "intake_hits")), _model_tokens(doc, norm),
-                               tuple(get_ext(doc, "intake_timed_out") or ()), get_ext(doc, "intake_concepts") or ())
+                               tuple(get_ext(doc, "intake_timed_out") or ()), get_ext(doc, "intake_concepts") or (),
+                               lang)
 
 
 class _LemmaTexts(dict):

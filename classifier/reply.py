@@ -57,15 +57,18 @@ def check_templates(templates: dict[str, Any], file: str | Path = "rules/replies
                                                     allowed=", ".join(PLACEHOLDERS)))
 
 
-def _hours(h: int) -> str:
-    return "1 hour" if h == 1 else f"{h} hours"
+def _hours(h: int, templates: dict[str, Any]) -> str:
+    """The response time in the reply's language: ``response_time`` templates are keyed
+    by the hours (1, 24, 72); English words otherwise."""
+    named = templates.get("response_time") or {}
+    return str(named.get(str(h)) or named.get(h) or ("1 hour" if h == 1 else f"{h} hours"))
 
 
 def write_reply(decision: Decision, templates: dict[str, Any], clause_texts: dict[str, str]) -> str:
     """The reply for one decision; every part comes from a template."""
     values = {
         "severity": decision.severity,
-        "response_time": _hours(spec.RESPONSE_TIME_HOURS[decision.severity]),
+        "response_time": _hours(spec.RESPONSE_TIME_HOURS[decision.severity], templates),
         "clause_id": decision.clause,
         "clause_text": clause_texts.get(decision.clause, "").strip().rstrip("."),
         "category": decision.category,

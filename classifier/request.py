@@ -28,6 +28,8 @@ class Request:
     channel: str | None = None
     attachments: tuple[str, ...] = field(default_factory=tuple)
     product: str | None = None
+    #: ISO 639-1 code when the helpdesk knows the customer's language (SPEC §9)
+    language: str | None = None
 
     @classmethod
     def from_mapping(cls, record: Any, row: int | str = 1) -> "Request":
@@ -65,6 +67,15 @@ class Request:
         if product is not None and product not in spec.PRODUCTS:
             raise InputError(Errors.E034.format(row=row, field="product", value=shown_in_message(product),
                                                 allowed=", ".join(spec.PRODUCTS)), row=row, field="product")
+        language = opt_str("language")
+        if language is not None:
+            # "ru", "RU", "pt-BR", "de_AT": the primary subtag of a language tag
+            primary = re.split(r"[-_]", language.strip(), maxsplit=1)[0].lower()
+            if not _LANGUAGE_CODE.match(primary):
+                raise InputError(Errors.E034.format(row=row, field="language", value=shown_in_message(language),
+                                                    allowed="ISO 639-1 codes such as en, ru, de (a region such "
+                                                    "as pt-BR is allowed)"), row=row, field="language")
+            language = primary
         attachments = record.get("attachments")
         if attachments in (None, ""):
             attachments = ()
@@ -79,9 +90,10 @@ class Request:
             raise InputError(Errors.E032.format(row=row, field="attachments", expected=f"at most {MAX_ATTACHMENTS} names",
                                                 got=f"{len(attachments)} names"), row=row, field="attachments")
         return cls(text=text, subject=opt_str("subject"), id=opt_str("id"), channel=channel,
-                   attachments=attachments, product=product)
+                   attachments=attachments, product=product, language=language)
 
 
+_LANGUAGE_CODE = re.compile(r"^[a-z]{2}$")
 #: A word of six or more characters with a letter and a digit or symbol in it: in a field
 #: value, out of any context that would tell, it may be a bare password ("Qw7!mzP2").
 _MADE_UP_WORD = re.compile(r"(?=[^\s'\"]{0,99}[^\W\d_])(?=[^\s'\"]{0,99}[\d!@#$%^&*])[^\s'\"]{6,100}")

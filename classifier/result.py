@@ -24,6 +24,8 @@ class Result:
     needs_review: bool = False
     explanation: dict[str, Any] = field(default_factory=dict)
     suggested_reply: str | None = None
+    #: ISO 639-1 code of the request's main language (SPEC §9)
+    language: str | None = None
     error: dict[str, Any] | None = None
     #: the request's text with secrets masked, when asked for (``include_text``)
     text: str | None = None
@@ -46,6 +48,7 @@ class Result:
                 "delay_reasons": list(self.delay_reasons), "flags": list(self.flags),
                 "confidence": self.confidence, "needs_review": self.needs_review,
                 "explanation": self.explanation, "suggested_reply": self.suggested_reply,
+                "language": self.language,
                 **({"text": self.text} if self.text is not None else {})}
 
 
@@ -58,7 +61,8 @@ def result_schema() -> dict[str, Any]:
         "type": "object",
         "additionalProperties": False,
         "required": ["id", "category", "scope", "clauses", "severity", "response_time_hours", "missing_info",
-                     "delay_reasons", "flags", "confidence", "needs_review", "explanation", "suggested_reply"],
+                     "delay_reasons", "flags", "confidence", "needs_review", "explanation", "suggested_reply",
+                     "language"],
         "properties": {
             "id": {"type": ["string", "null"]},
             "category": {"enum": list(spec.CATEGORIES)},
@@ -79,8 +83,14 @@ def result_schema() -> dict[str, Any]:
                 "model": {"type": "object"},
                 "policy": {"type": "object"},
                 "review_reasons": _STRING_LIST,
+                "language": {"type": "object", "required": ["code", "source", "supported"], "properties": {
+                    "code": {"type": "string", "pattern": "^[a-z]{2}$"},
+                    "source": {"enum": ["given", "detected", "default"]},
+                    "supported": {"type": "boolean"}}},
             }},
             "suggested_reply": {"type": "string"},
+            "language": {"type": "string", "pattern": "^[a-z]{2}$",
+                         "description": "ISO 639-1 code of the request's main language: given or detected (SPEC §9)"},
             "text": {"type": "string", "description": "the request text with secrets masked (--include-text)"},
         },
     }

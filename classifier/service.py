@@ -181,8 +181,11 @@ def request_models(limits: ServiceLimits) -> tuple[type[BaseModel], type[BaseMod
         channel: Literal[spec.CHANNELS] | None = None  # type: ignore[valid-type]
         attachments: list[str] | None = Field(None, max_length=MAX_ATTACHMENTS, description="File names.")
         product: Literal[spec.PRODUCTS] | None = None  # type: ignore[valid-type]
+        language: str | None = Field(None, max_length=16, pattern=r"^[A-Za-z]{2}(?:[-_][A-Za-z0-9]{2,8})?$",
+                                     description="ISO 639-1 code when known (en, ru, de …; pt-BR is read as pt); "
+                                                 "otherwise detected from the text (SPEC §9).")
 
-        @field_validator("subject", "id", "channel", "product", mode="before")
+        @field_validator("subject", "id", "channel", "product", "language", mode="before")
         @classmethod
         def _empty_is_absent(cls, value: Any) -> Any:
             return None if value == "" else value

@@ -54,7 +54,7 @@ def _has_spec_labels(df: pd.DataFrame) -> bool:
 
 
 def _requests(df: pd.DataFrame) -> list[dict[str, Any]]:
-    cols = [c for c in ("text", "subject", "id", "channel", "attachments", "product") if c in df.columns]
+    cols = [c for c in ("text", "subject", "id", "channel", "attachments", "product", "language") if c in df.columns]
     out = []
     for rec in df[cols].to_dict("records"):
         rec = {k: v for k, v in rec.items() if v is not None and not (isinstance(v, float) and np.isnan(v)) and v != ""}
