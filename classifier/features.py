@@ -62,7 +62,8 @@ class Analyser:
         self.nlp: Language = build_pipeline(rules_dir)
         self.ruleset: RuleSet = self.nlp.get_pipe("intake_rule_matcher").ruleset
         self.pipelines: dict[str, Language] = {"en": self.nlp}
-        self.detector = LanguageDetector(self.ruleset.languages)
+        self.detector = LanguageDetector(self.ruleset.languages, function_words={
+            code: pack.function_words for code, pack in self.ruleset.languages.items()})
 
     def pipeline(self, language: str) -> Language:
         """The pipeline that reads ``language`` (English for a language without a pack)."""

@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import regex
 import spacy
-from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, SPACY
+from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, SPACY
 from spacy.language import Language
 from spacy.lookups import load_lookups
 from spacy.matcher import PhraseMatcher
@@ -108,19 +108,38 @@ class LowercaseLemmatizer:
     spaCy's tables miss common forms). Sources are tried in order; a word none of them
     knows is its own lemma. Each lower-case form is looked up once and kept."""
 
-    def __init__(self, nlp: Language, name: str = "intake_lemmatizer", sources: Iterable[str] = ("lookup:en",)) -> None:
+    def __init__(self, nlp: Language, name: str = "intake_lemmatizer", sources: Iterable[str] = ("lookup:en",),
+                 english_norms: bool = False) -> None:
         self.name = name
         self._sources = [_lemma_source(s) for s in sources]
         self._cache: dict[int, int] = {}
         self._strings = nlp.vocab.strings
+        # in another language's pipeline each token's English lemma goes in NORM, so that
+        # English words (pasted error messages) match as English: "bot" must not find
+        # the German "bietet" through its German lemma "bieten"
+        self._english = _lemma_source("lookup:en") if english_norms else None
+        self._norm_cache: dict[int, int] = {}
 
     def __call__(self, doc: Doc) -> Doc:
         if not len(doc):
             return doc
         cache = self._cache
-        lemmas = [cache.get(h) or self._lemma(h) for h in doc.to_array(LOWER).tolist()]
-        doc.from_array([LEMMA], np.array(lemmas, dtype=np.uint64).reshape(-1, 1))
+        lowers = doc.to_array(LOWER).tolist()
+        lemmas = [cache.get(h) or self._lemma(h) for h in lowers]
+        if self._english is None:
+            doc.from_array([LEMMA], np.array(lemmas, dtype=np.uint64).reshape(-1, 1))
+            return doc
+        norm_cache = self._norm_cache
+        norms = [norm_cache.get(h) or self._norm(h) for h in lowers]
+        doc.from_array([LEMMA, NORM], np.array([lemmas, norms], dtype=np.uint64).T.copy())
         return doc
+
+    def _norm(self, lower: int) -> int:
+        """Hash of the English lemma of ``lower`` (itself when English has none)."""
+        form = self._strings[lower]
+        norm = self._english(lower, form) or form
+        self._norm_cache[lower] = norm = self._strings.add(norm)
+        return norm
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
         yield from _in_batches(self, docs, batch_size)
@@ -172,9 +191,9 @@ def _in_batches(component: Callable[[Doc], Doc], docs: Iterable[Doc], batch_size
         yield from batch
 
 
-@Language.factory("intake_lemmatizer", default_config={"sources": ["lookup:en"]})
-def make_lemmatizer(nlp: Language, name: str, sources: list[str]) -> LowercaseLemmatizer:
-    return LowercaseLemmatizer(nlp, name, sources)
+@Language.factory("intake_lemmatizer", default_config={"sources": ["lookup:en"], "english_norms": False})
+def make_lemmatizer(nlp: Language, name: str, sources: list[str], english_norms: bool) -> LowercaseLemmatizer:
+    return LowercaseLemmatizer(nlp, name, sources, english_norms)
 
 
 class _Regexes:
@@ -244,8 +263,7 @@ class RuleMatcher:
         self.name = name
         self.ruleset = ruleset
         self.language = language
-        # a language's words, and English's: customers everywhere paste English messages
-        languages = {"en", language}
+        pack = ruleset.languages[language]
         self.rules = ruleset.rules
         strings = nlp.vocab.strings
         lemmatize = nlp.get_pipe("intake_lemmatizer") if "intake_lemmatizer" in nlp.pipe_names else (lambda d: d)
@@ -256,24 +274,38 @@ class RuleMatcher:
                 owners[sub].add(concept.name)
         self._by_lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self._by_form = PhraseMatcher(nlp.vocab, attr="LOWER")
+        # another language's pipeline also reads English words (customers everywhere paste
+        # English messages and menu names), matched on English lemmas (NORM), less those
+        # that are the language's own small words ("die", "also", "so" in German)
+        self._by_english = PhraseMatcher(nlp.vocab, attr="NORM")
+        own_small_words = set(pack.function_words)
         self._names: dict[int, tuple[str, ...]] = {}
         regexes: list[tuple[str, str, bool]] = []
 
-        def add(key: str, words: Iterable[str], names: Iterable[str]) -> None:
-            lemma_docs, form_docs = [], []
+        def add(key: str, words: Iterable[str], names: Iterable[str], english: Iterable[str] = ()) -> None:
+            lemma_docs, form_docs, english_docs = [], [], []
             for word in words:
                 exact = word.startswith("=")
                 doc = nlp.make_doc(word[1:] if exact else word.lower())
                 (form_docs if exact else lemma_docs).append(doc if exact else lemmatize(doc))
+            for word in english:
+                if word.startswith("="):
+                    form_docs.append(nlp.make_doc(word[1:]))
+                elif word.lower() not in own_small_words:
+                    english_docs.append(lemmatize(nlp.make_doc(word.lower())))
             self._names[strings.add(key)] = tuple(sorted(names))
             if lemma_docs:
                 self._by_lemma.add(key, lemma_docs)
             if form_docs:
                 self._by_form.add(key, form_docs)
+            if english_docs:
+                self._by_english.add(key, english_docs)
 
         for concept in ruleset.concepts.values():
-            add(concept.name, [w for lang in sorted(languages) for w in concept.words.get(lang, ())],
-                owners[concept.name])
+            if language == "en":
+                add(concept.name, concept.words.get("en", ()), owners[concept.name])
+            else:
+                add(concept.name, concept.words.get(language, ()), owners[concept.name], concept.words.get("en", ()))
             regexes += [(concept.name, p, False) for p in concept.regexes]
             regexes += [(concept.name, p, False) for p in ruleset.languages[language].regexes.get(concept.name, ())]
         self._concept_regex_owners = owners
@@ -285,6 +317,7 @@ class RuleMatcher:
                         for i, c in enumerate(rule.match) if c.form == "regex"]
         self._regexes = _Regexes(regexes)
         self._has_forms = len(self._by_form) > 0
+        self._has_english = len(self._by_english) > 0
         # per rule, made once: its terms, each regex condition's key, and what each condition needs found
         self._plans = []
         for rule in self.rules:
@@ -321,6 +354,8 @@ class RuleMatcher:
         matches = self._by_lemma(doc)
         if self._has_forms:
             matches += self._by_form(doc)
+        if self._has_english:
+            matches += self._by_english(doc)
         by_key: dict[int, list[Span]] = {}
         for key, start, end in matches:
             by_key.setdefault(key, []).append((start, end))
@@ -440,7 +475,7 @@ def build_pipeline(rules_dir: str | Path | None = None, language: str = "en") ->
     """
     pack = load_rules(rules_dir).languages[language]
     nlp = spacy.blank(pack.tokenizer)
-    nlp.add_pipe("intake_lemmatizer", config={"sources": list(pack.lemmas)})
+    nlp.add_pipe("intake_lemmatizer", config={"sources": list(pack.lemmas), "english_norms": language != "en"})
     nlp.add_pipe("intake_rule_matcher", config={"rules_dir": None if rules_dir is None else str(rules_dir),
                                                 "language": language})
     return nlp

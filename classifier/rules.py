@@ -185,6 +185,7 @@ class _PackSchema(BaseModel):
     name: str | None = None
     tokenizer: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
     lemmas: list[str] | None = None
+    function_words: list[str] | None = None
     words: dict[str, list[str]] = {}
     regex: dict[str, list[str]] = {}
     examples: dict[str, _PackExamples] = {}
@@ -205,6 +206,8 @@ class LanguagePack:
     #: where lemmas come from, tried in order: ``lookup:<lang>`` (the ``lemma_lookup`` table
     #: of ``spacy-lookups-data``) or ``simplemma:<lang>``; a word none knows is its own lemma
     lemmas: tuple[str, ...] = ()
+    #: the language's commonest small words, which tell it from another when the detector hesitates
+    function_words: tuple[str, ...] = ()
     words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     regexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: rule id -> (match, no_match) examples in this language
@@ -253,6 +256,12 @@ class _Loader(_Parser):  # type: ignore[misc, valid-type]
     """Safe loader that records each mapping's line (aliases are refused before it runs)."""
 
     def construct_mapping(self, node, deep=False):  # type: ignore[override]
+        seen = set()
+        for key_node, _ in node.value:  # a repeated key would silently drop the first one's words
+            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
         mapping = super().construct_mapping(node, deep=True)
         mapping["__line__"] = node.start_mark.line + 1
         return mapping
@@ -489,6 +498,8 @@ def parse_pack(raw: dict[str, Any], file: Path, packs: dict[str, LanguagePack]) 
             raise _fail(Errors.E091, problem=f"lemmas: {bad[0]!r} is neither lookup:<lang> nor simplemma:<lang>",
                         **where)
         pack.lemmas = tuple(parsed.lemmas)
+    if parsed.function_words is not None:
+        pack.function_words = tuple(w.lower() for w in parsed.function_words)
     for name, entries in parsed.words.items():
         line = raw["words"].get("__line__", 0)
         if not all(e.strip() for e in entries):
