@@ -570,6 +570,16 @@ def _evaluation_table(ev: dict) -> str:
            "|---|" + "---:|" * len(modes)]
     for name, get in fields:
         out.append(f"| {name} | " + " | ".join(f"{get(ev[m]):.3f}" for m in modes) + " |")
+    if ev.get("languages"):
+        codes = list(ev["languages"])
+        mode = "combined" if "combined" in ev else "rules"
+        out += ["", f"Per language ({'combined' if mode == 'combined' else 'rules only'}; a row without a language "
+                    "label counts as English):", "",
+                "| field | " + " | ".join(f"{c} ({ev['languages'][c]['rows']})" for c in codes) + " |",
+                "|---|" + "---:|" * len(codes),
+                "| language detected | " + " | ".join(f"{ev['languages'][c]['detected']:.3f}" for c in codes) + " |"]
+        for name, get in fields:
+            out.append(f"| {name} | " + " | ".join(f"{get(ev['languages'][c][mode]):.3f}" for c in codes) + " |")
     return "\n".join(out)
 
 

@@ -45,10 +45,13 @@ _NOT_PROSE = re.compile(
     r"|\b(?:https?|ftp)://\S+|\bwww\.\S+"          # addresses
     r"|\S+@\S+\.\w+"                               # e-mail addresses
     r"|(?<!\w)(?:/[\w.~-]+){2,}/?|\b[A-Za-z]:\\\S+" # paths
-    r"|\"[^\"\n]{1,200}\"|'[^'\n]{3,200}'|«[^»\n]{1,200}»|„[^“”\n]{1,200}[“”]"  # quoted strings
-    r"|^.*\b(?:[Ee]rror|ERROR|[Ee]xception|[Ww]arning|WARN|Traceback|Stack trace|Fatal|FATAL|"
-    r"Uncaught|errno|SQLSTATE|HTTP/\d)\b.*:.*$"    # pasted error lines
-    r"|^\s*(?:\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\d\d:\d\d:\d\d)\S*.*$",  # log lines
+    # quoted strings: "…", «…», „…“, and '…' where the quote marks stand apart from words
+    # (so "What's … we're" stays)
+    r"|\"[^\"\n]{1,200}\"|(?<!\w)'[^'\n]{3,200}'(?!\w)|«[^»\n]{1,200}»|„[^“”\n]{1,200}[“”]"
+    # pasted error and log lines: they start with the error's own words or a time stamp
+    r"|^[ \t>]*(?:\[[^\]\n]{1,40}\][ \t]*)?(?:PHP )?(?:Fatal error|Parse error|Warning|Notice|Deprecated|"
+    r"Error|ERROR|Exception|Uncaught|Traceback|Stack trace|SQLSTATE|FATAL|WARN|CRIT|MySQL query error)\b.*$"
+    r"|^\s*(?:\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\d\d:\d\d:\d\d)\S*.*$",
     re.MULTILINE)
 
 

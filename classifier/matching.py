@@ -318,6 +318,9 @@ class RuleMatcher:
         self._regexes = _Regexes(regexes)
         self._has_forms = len(self._by_form) > 0
         self._has_english = len(self._by_english) > 0
+        # a language whose word order is free reads every ``then`` as ``near``: "Können Sie
+        # Bitrix24 auf unserem Server installieren?" puts the verb English puts first last
+        self._free_order = pack.word_order == "free"
         # per rule, made once: its terms, each regex condition's key, and what each condition needs found
         self._plans = []
         for rule in self.rules:
@@ -405,6 +408,7 @@ class RuleMatcher:
         hits: list[Hit] = []
         skipped: set[str] = set()
         present = found.keys() | rule_regexes.keys()
+        free_order = self._free_order
         for rule, terms, regex_keys, conditions, needs in self._plans:
             if timed_out and (terms & timed_out or any(k in timed_out for k in regex_keys)):
                 skipped.add(rule.id)
@@ -433,7 +437,7 @@ class RuleMatcher:
                     continue
                 if cond.form in ("concept", "phrase"):
                     spans += lists[0]
-                elif cond.form == "near":
+                elif cond.form == "near" or (free_order and not cond.in_order):
                     spans += _near(lists, cond.within)
                 else:
                     spans += _then(lists, cond.within)

@@ -15,7 +15,7 @@ import stat
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import regex
 import yaml
@@ -84,6 +84,7 @@ class _Condition(BaseModel):
     regex: str | None = Field(default=None, min_length=1)
     within: int | None = Field(default=None, ge=1, le=60)
     case_sensitive: bool = False
+    in_order: bool = False
 
 
 class _Examples(BaseModel):
@@ -130,6 +131,9 @@ class Condition:
     within: int = DEFAULT_WITHIN
     regex: str = ""
     case_sensitive: bool = False
+    #: a ``then`` whose order is its meaning (steps told in order): kept in order even in a
+    #: language whose pack says ``word_order: free``
+    in_order: bool = False
 
 
 @dataclass(frozen=True)
@@ -186,6 +190,7 @@ class _PackSchema(BaseModel):
     tokenizer: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
     lemmas: list[str] | None = None
     function_words: list[str] | None = None
+    word_order: Literal["fixed", "free"] | None = None
     words: dict[str, list[str]] = {}
     regex: dict[str, list[str]] = {}
     examples: dict[str, _PackExamples] = {}
@@ -208,6 +213,8 @@ class LanguagePack:
     lemmas: tuple[str, ...] = ()
     #: the language's commonest small words, which tell it from another when the detector hesitates
     function_words: tuple[str, ...] = ()
+    #: ``free``: the rules' ``then`` conditions are read as ``near`` (terms in any order)
+    word_order: str = "fixed"
     words: dict[str, tuple[str, ...]] = field(default_factory=dict)
     regexes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: rule id -> (match, no_match) examples in this language
@@ -367,6 +374,8 @@ def _condition(raw: _Condition, where: dict[str, Any], index: int) -> Condition:
     if raw.within is not None and form not in ("near", "then"):
         raise _fail(Errors.E011, field=f"match[{index}].within", expected="used only with near or then",
                     got=form, **where)
+    if raw.in_order and form != "then":
+        raise _fail(Errors.E011, field=f"match[{index}].in_order", expected="used only with then", got=form, **where)
     if raw.case_sensitive and form != "regex":
         raise _fail(Errors.E011, field=f"match[{index}].case_sensitive", expected="used only with a regex",
                     got=form, **where)
@@ -381,7 +390,7 @@ def _condition(raw: _Condition, where: dict[str, Any], index: int) -> Condition:
     for term in terms:
         if not term.strip():
             raise _fail(Errors.E011, field=f"match[{index}].{form}", expected="non-empty terms", got="''", **where)
-    return Condition(form, terms, raw.within or DEFAULT_WITHIN)
+    return Condition(form, terms, raw.within or DEFAULT_WITHIN, in_order=raw.in_order)
 
 
 def parse_rule(raw: Any, file: Path, seen: dict[str, str]) -> Rule:
@@ -498,6 +507,8 @@ def parse_pack(raw: dict[str, Any], file: Path, packs: dict[str, LanguagePack]) 
             raise _fail(Errors.E091, problem=f"lemmas: {bad[0]!r} is neither lookup:<lang> nor simplemma:<lang>",
                         **where)
         pack.lemmas = tuple(parsed.lemmas)
+    if parsed.word_order is not None:
+        pack.word_order = parsed.word_order
     if parsed.function_words is not None:
         pack.function_words = tuple(w.lower() for w in parsed.function_words)
     for name, entries in parsed.words.items():

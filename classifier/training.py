@@ -53,8 +53,11 @@ def _has_spec_labels(df: pd.DataFrame) -> bool:
     return set(SPEC_LABEL_COLUMNS) <= set(df.columns)
 
 
-def _requests(df: pd.DataFrame) -> list[dict[str, Any]]:
-    cols = [c for c in ("text", "subject", "id", "channel", "attachments", "product", "language") if c in df.columns]
+def _requests(df: pd.DataFrame, given_language: bool = True) -> list[dict[str, Any]]:
+    """The SPEC §1 fields of each row. Evaluation leaves ``language`` out
+    (``given_language=False``): it is a label there, and the classifier detects it."""
+    fields = ("text", "subject", "id", "channel", "attachments", "product") + (("language",) if given_language else ())
+    cols = [c for c in fields if c in df.columns]
     out = []
     for rec in df[cols].to_dict("records"):
         rec = {k: v for k, v in rec.items() if v is not None and not (isinstance(v, float) and np.isnan(v)) and v != ""}
@@ -97,7 +100,7 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
         text_only = clone(model).set_params(concept_features=False).fit(X_train, train_df[targets].astype(str))
     evaluation: dict[str, Any] = {}
     if not test_df.empty:
-        X_test = analyse_inputs(_requests(test_df), None if rules_dir is None else str(rules_dir))
+        X_test = analyse_inputs(_requests(test_df, given_language=False), None if rules_dir is None else str(rules_dir))
         if own_taxonomy or not _has_spec_labels(test_df):
             evaluation = {"model": category_scores(test_df["category"].astype(str), model.predict(X_test))}
         else:
@@ -149,6 +152,13 @@ def field_scores(gold: pd.DataFrame, decisions: list[Any]) -> dict[str, Any]:
     return out
 
 
+def gold_languages(df: pd.DataFrame) -> list[str]:
+    """Each row's language label; a row without one (the English corpus) counts as English."""
+    if "language" not in df.columns:
+        return ["en"] * len(df)
+    return [v if isinstance(v, str) and v else "en" for v in df["language"]]
+
+
 def evaluate_frames(df: pd.DataFrame, analysed: list[Any], model: RequestModel | None,
                     predictions: dict[str, list[str]] | None = None,
                     text_model: RequestModel | None = None) -> dict[str, Any]:
@@ -168,6 +178,17 @@ def evaluate_frames(df: pd.DataFrame, analysed: list[Any], model: RequestModel |
         out["model"]["features"] = "text only" if text_model is not None else "text and rule hits"
         final = [decide(a, p, "combined") for a, p in zip(analysed, probas)]
         out["combined"] = field_scores(df, final)
+    languages = gold_languages(df)
+    if len(set(languages)) > 1 or "language" in df.columns:
+        out["languages"] = {}
+        for lang in sorted(set(languages), key=lambda c: (c != "en", c)):
+            at = [i for i, c in enumerate(languages) if c == lang]
+            part = df.iloc[at].reset_index(drop=True)
+            out["languages"][lang] = {
+                "rows": len(at),
+                "detected": round(float(np.mean([analysed[i].language.code == lang for i in at])), 4),
+                "rules": field_scores(part, [rules[i] for i in at]),
+                **({"combined": field_scores(part, [final[i] for i in at])} if model is not None else {})}
     if predictions is not None:
         predictions["gold"] = [str(c) for c in df["category"]]
         predictions["predicted"] = [d.category for d in final]
@@ -186,7 +207,7 @@ def evaluate(data: str | Path, model: RequestModel | None, *, split: str = "test
         df = df[df["split"] == split]
     if df.empty:
         raise InputError(Errors.E024.format(path=data, split=split))
-    analysed = analyse_inputs(_requests(df), None if rules_dir is None else str(rules_dir))
+    analysed = analyse_inputs(_requests(df, given_language=False), None if rules_dir is None else str(rules_dir))
     if label_col is not None or not _has_spec_labels(df):
         pred = [str(p) for p in model.predict(analysed)]
         if predictions is not None:
