@@ -198,10 +198,11 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 
 def _templates_file(files: list[Path]) -> Path:
-    """The rules file that holds the reply templates (named in template errors)."""
+    """The rules file that holds the (English) reply templates (named in template errors)."""
     for f in files:
         try:
-            if re.search(r"(?m)^templates\s*:", f.read_text(encoding="utf-8")):
+            text = f.read_text(encoding="utf-8")
+            if re.search(r"(?m)^templates\s*:", text) and not re.search(r"(?m)^language\s*:", text):
                 return f
         except OSError:
             continue

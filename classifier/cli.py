@@ -577,7 +577,8 @@ def _evaluation_table(ev: dict) -> str:
                     "label counts as English):", "",
                 "| field | " + " | ".join(f"{c} ({ev['languages'][c]['rows']})" for c in codes) + " |",
                 "|---|" + "---:|" * len(codes),
-                "| language detected | " + " | ".join(f"{ev['languages'][c]['detected']:.3f}" for c in codes) + " |"]
+                "| language detected | " + " | ".join("–" if ev['languages'][c]['detected'] is None
+                                                     else f"{ev['languages'][c]['detected']:.3f}" for c in codes) + " |"]
         for name, get in fields:
             out.append(f"| {name} | " + " | ".join(f"{get(ev['languages'][c][mode]):.3f}" for c in codes) + " |")
     return "\n".join(out)

@@ -74,6 +74,12 @@ class Analyser:
             nlp = self.pipelines[language] = build_pipeline(self.rules_dir, language)
         return nlp
 
+    def warm_up(self) -> "Analyser":
+        """Build every language's pipeline now (a service pays this at start, once)."""
+        for code in self.ruleset.languages:
+            self.pipeline(code)
+        return self
+
     def analyse(self, requests: Iterable[Request], batch_size: int = 256) -> Iterator[Analysed]:
         # a batch is normalised before any of it is tokenized: each stage's regexes and
         # tables stay in the CPU caches over the batch instead of taking turns per request

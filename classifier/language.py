@@ -31,28 +31,36 @@ SPEC_LANGUAGES = ("en", "ru", "de", "es", "pt", "pl", "fr")
 #: Cyrillic letters that Russian does not use, and the language each one gives away.
 _OWN_LETTERS = (("uk", frozenset("іїєґ")), ("be", frozenset("ў")), ("kk", frozenset("әғқңөұүһ")))
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_NON_ASCII_LETTER = re.compile(r"[^\W\d_a-zA-Z]")
 #: Characters of prose the detector reads at most: more does not change its answer.
 MAX_DETECT_CHARS = 300
 #: lingua hesitates when another language's confidence is at least this share of the top
 #: one's (its low-accuracy mode takes some short English sentences for German)
 UNSURE = 0.4
 _WORD = re.compile(r"\w+")
+#: Function words decide alone when at least this many, this share of the prose's words,
+#: and three times as many as any other language's
+MIN_FUNCTION_WORDS = 3
+FUNCTION_WORD_SHARE = 0.1
 #: Fewer letters than this and the text says too little: the default language is used.
 MIN_LETTERS = 3
 
-_NOT_PROSE = re.compile(
-    r"`[^`\n]*`"                                   # inline code
-    r"|\b(?:https?|ftp)://\S+|\bwww\.\S+"          # addresses
-    r"|\S+@\S+\.\w+"                               # e-mail addresses
-    r"|(?<!\w)(?:/[\w.~-]+){2,}/?|\b[A-Za-z]:\\\S+" # paths
+#: What is not the customer's own prose, each pattern with a character it cannot match
+#: without (a text without the character skips the pattern: most have none of them)
+_NOT_PROSE = tuple((trigger, re.compile(pattern, re.MULTILINE)) for trigger, pattern in (
+    ("`", r"`[^`\n]*`"),                                        # inline code
+    ("://", r"\b(?:https?|ftp)://\S+"), ("www.", r"\bwww\.\S+"),  # addresses
+    ("@", r"[\w.+-]+@[\w-]+\.[\w.-]+"),                         # e-mail addresses
+    ("/", r"(?<!\w)(?:/[\w.~-]+){2,}/?"), (":\\", r"\b[A-Za-z]:\\\S+"),  # paths
     # quoted strings: "…", «…», „…“, and '…' where the quote marks stand apart from words
     # (so "What's … we're" stays)
-    r"|\"[^\"\n]{1,200}\"|(?<!\w)'[^'\n]{3,200}'(?!\w)|«[^»\n]{1,200}»|„[^“”\n]{1,200}[“”]"
+    ('"', r'"[^"\n]{1,200}"'), ("'", r"(?<!\w)'[^'\n]{3,200}'(?!\w)"), ("«", r"«[^»\n]{1,200}»"),
+    ("„", r"„[^“”\n]{1,200}[“”]"),
     # pasted error and log lines: they start with the error's own words or a time stamp
-    r"|^[ \t>]*(?:\[[^\]\n]{1,40}\][ \t]*)?(?:PHP )?(?:Fatal error|Parse error|Warning|Notice|Deprecated|"
-    r"Error|ERROR|Exception|Uncaught|Traceback|Stack trace|SQLSTATE|FATAL|WARN|CRIT|MySQL query error)\b.*$"
-    r"|^\s*(?:\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\d\d:\d\d:\d\d)\S*.*$",
-    re.MULTILINE)
+    ("", r"^[ \t>]*(?:\[[^\]\n]{1,40}\][ \t]*)?(?:PHP )?(?:Fatal error|Parse error|Warning|Notice|Deprecated|"
+         r"Error|ERROR|Exception|Uncaught|Traceback|Stack trace|SQLSTATE|FATAL|WARN|CRIT|MySQL query error)\b.*$"
+         r"|^\s*(?:\[?\d{4}-\d\d-\d\d[ T]\d\d:\d\d|\d\d:\d\d:\d\d)\S*.*$"),
+))
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,11 @@ class LanguageOf:
 def prose_for_detection(norm: NormalisedRequest) -> str:
     """What the detector reads: the customer's own sentences (see the module docstring)."""
     text = norm.parts("subject", "prose") if norm.segments else norm.text
-    cleaned = _NOT_PROSE.sub(" ", text[:MAX_DETECT_CHARS * 4])
-    if sum(ch.isalpha() for ch in cleaned) < MIN_LETTERS:  # nothing but code and quotes: read it all
+    cleaned = text[:MAX_DETECT_CHARS * 4]
+    for trigger, pattern in _NOT_PROSE:
+        if trigger in cleaned:
+            cleaned = pattern.sub(" ", cleaned)
+    if sum(map(str.isalpha, cleaned)) < MIN_LETTERS:  # nothing but code and quotes: read it all
         cleaned = text
     return " ".join(cleaned.split())[:MAX_DETECT_CHARS]
 
@@ -83,13 +94,14 @@ class LanguageDetector:
         codes = tuple(sorted(self.supported | set(SPEC_LANGUAGES)))
         self._detector = _lingua_detector(codes)
         self.function_words = {code: frozenset(words) for code, words in (function_words or {}).items() if words}
+        self.ascii_only = {code for code, words in self.function_words.items() if all(w.isascii() for w in words)}
 
     def language_of(self, norm: NormalisedRequest, given: str | None = None) -> LanguageOf:
         """The given language, else the detected one, else the default."""
         if given:
             return LanguageOf(given, "given", given in self.supported)
         prose = prose_for_detection(norm)
-        letters = sum(ch.isalpha() for ch in prose)
+        letters = sum(map(str.isalpha, prose))
         cyrillic = len(_CYRILLIC.findall(prose))
         if cyrillic >= MIN_LETTERS and (cyrillic >= 40 or cyrillic >= 0.2 * letters):
             # whoever writes this much Cyrillic writes in it: the English around it is pasted
@@ -103,17 +115,29 @@ class LanguageDetector:
             code = next((lang for lang, own in _OWN_LETTERS if seen & own), code)
         return LanguageOf(code, "detected", code in self.supported)
 
-
     def _detect(self, prose: str) -> str | None:
-        """lingua's answer; when it hesitates between languages whose packs list function
-        words, the language whose function words the prose uses most."""
+        """The language whose function words make up a fair share of the prose, when one
+        clearly does (most requests: no need to ask lingua); else lingua's answer, and when
+        lingua hesitates between languages whose packs list function words, the one whose
+        function words the prose uses most."""
+        words = _WORD.findall(prose.lower())
+        if self.function_words and words:
+            counts = sorted(((sum(map(fw.__contains__, words)), code) for code, fw in self.function_words.items()),
+                            reverse=True)
+            top, code = counts[0]
+            second = counts[1][0] if len(counts) > 1 else 0
+            # a language written in plain ASCII is not told by its small words from prose with
+            # letters it does not have ("Olá", "Dzień"): a language without a pack may be speaking
+            foreign = code in self.ascii_only and not prose.isascii() and _NON_ASCII_LETTER.search(prose) is not None
+            if top >= MIN_FUNCTION_WORDS and top >= FUNCTION_WORD_SHARE * len(words) and second * 3 <= top \
+                    and not foreign:
+                return code
         ranked = [(c.language.iso_code_639_1.name.lower(), c.value)
                   for c in self._detector.compute_language_confidence_values(prose)[:3]]
         if not ranked or ranked[0][1] == 0:
             return None
         close = [code for code, value in ranked if value >= UNSURE * ranked[0][1] and code in self.function_words]
         if len(close) > 1:
-            words = _WORD.findall(prose.lower())
             counts = {code: sum(w in self.function_words[code] for w in words) for code in close}
             best = max(counts.values())
             if best and list(counts.values()).count(best) == 1:

@@ -16,7 +16,7 @@ review naming the rule (``doc._.intake_timed_out``).
 """
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import regex
 import spacy
-from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, SPACY
+from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, SPACY
 from spacy.language import Language
 from spacy.lookups import load_lookups
 from spacy.matcher import PhraseMatcher
@@ -35,7 +35,7 @@ from .collector import collector_paused
 from .normalise import NormalisedRequest, Segment
 from .prefilter import Prefilter
 from .errors import RulesError
-from .rules import CONCEPT_RE, Condition, Rule, RuleSet, load_rules
+from .rules import ANY_LANGUAGE, CONCEPT_RE, Condition, Rule, RuleSet, load_rules
 
 for _name in ("intake_segments", "intake_hits", "intake_text", "intake_timed_out", "intake_concepts"):
     # segments of the text; rule hits; the text, when known (so it need not be rebuilt
@@ -108,38 +108,19 @@ class LowercaseLemmatizer:
     spaCy's tables miss common forms). Sources are tried in order; a word none of them
     knows is its own lemma. Each lower-case form is looked up once and kept."""
 
-    def __init__(self, nlp: Language, name: str = "intake_lemmatizer", sources: Iterable[str] = ("lookup:en",),
-                 english_norms: bool = False) -> None:
+    def __init__(self, nlp: Language, name: str = "intake_lemmatizer", sources: Iterable[str] = ("lookup:en",)) -> None:
         self.name = name
         self._sources = [_lemma_source(s) for s in sources]
         self._cache: dict[int, int] = {}
         self._strings = nlp.vocab.strings
-        # in another language's pipeline each token's English lemma goes in NORM, so that
-        # English words (pasted error messages) match as English: "bot" must not find
-        # the German "bietet" through its German lemma "bieten"
-        self._english = _lemma_source("lookup:en") if english_norms else None
-        self._norm_cache: dict[int, int] = {}
 
     def __call__(self, doc: Doc) -> Doc:
         if not len(doc):
             return doc
         cache = self._cache
-        lowers = doc.to_array(LOWER).tolist()
-        lemmas = [cache.get(h) or self._lemma(h) for h in lowers]
-        if self._english is None:
-            doc.from_array([LEMMA], np.array(lemmas, dtype=np.uint64).reshape(-1, 1))
-            return doc
-        norm_cache = self._norm_cache
-        norms = [norm_cache.get(h) or self._norm(h) for h in lowers]
-        doc.from_array([LEMMA, NORM], np.array([lemmas, norms], dtype=np.uint64).T.copy())
+        lemmas = [cache.get(h) or self._lemma(h) for h in doc.to_array(LOWER).tolist()]
+        doc.from_array([LEMMA], np.array(lemmas, dtype=np.uint64).reshape(-1, 1))
         return doc
-
-    def _norm(self, lower: int) -> int:
-        """Hash of the English lemma of ``lower`` (itself when English has none)."""
-        form = self._strings[lower]
-        norm = self._english(lower, form) or form
-        self._norm_cache[lower] = norm = self._strings.add(norm)
-        return norm
 
     def pipe(self, docs: Iterable[Doc], batch_size: int = 256) -> Iterator[Doc]:
         yield from _in_batches(self, docs, batch_size)
@@ -191,9 +172,9 @@ def _in_batches(component: Callable[[Doc], Doc], docs: Iterable[Doc], batch_size
         yield from batch
 
 
-@Language.factory("intake_lemmatizer", default_config={"sources": ["lookup:en"], "english_norms": False})
-def make_lemmatizer(nlp: Language, name: str, sources: list[str], english_norms: bool) -> LowercaseLemmatizer:
-    return LowercaseLemmatizer(nlp, name, sources, english_norms)
+@Language.factory("intake_lemmatizer", default_config={"sources": ["lookup:en"]})
+def make_lemmatizer(nlp: Language, name: str, sources: list[str]) -> LowercaseLemmatizer:
+    return LowercaseLemmatizer(nlp, name, sources)
 
 
 class _Regexes:
@@ -221,6 +202,16 @@ class _Regexes:
 
 
 Span = tuple[int, int]  # tokens [start, end)
+
+
+def _tokens_over(starts: list[int], ends: list[int], a: int, b: int) -> Span | None:
+    """The tokens that overlap characters [a, b) (spaCy's ``char_span(..., "expand")``,
+    without building a Span)."""
+    first = max(0, bisect_right(starts, a) - 1)
+    if first < len(ends) and ends[first] <= a:
+        first += 1
+    last = bisect_left(starts, b)
+    return (first, last) if first < last else None
 
 
 def _near(lists: list[list[Span]], within: int) -> list[Span]:
@@ -255,6 +246,27 @@ def _then(lists: list[list[Span]], within: int) -> list[Span]:
     return out
 
 
+class _InSegments(dict):
+    """The spans of each term that lie within the segments a rule reads, worked out for a
+    term when a rule first asks for it (a request names hundreds of concepts; a rule asks
+    for a few)."""
+
+    def __init__(self, found: dict[str, list[Span]], token_segment: list[str], read: tuple[str, ...]) -> None:
+        super().__init__()
+        self.found, self.token_segment, self.read = found, token_segment, read
+
+    def get(self, term: str, default: Any = None) -> Any:
+        if term in self:
+            spans = self[term]
+            return default if spans is None else spans
+        spans = self.found.get(term)
+        if spans:
+            seg, read = self.token_segment, self.read
+            spans = [s for s in spans if seg[s[0]] in read and seg[s[1] - 1] in read]
+        self[term] = spans = spans or None
+        return default if spans is None else spans
+
+
 class RuleMatcher:
     """spaCy component: finds every rule hit and stores them in ``doc._.intake_hits``."""
 
@@ -275,15 +287,18 @@ class RuleMatcher:
         self._by_lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self._by_form = PhraseMatcher(nlp.vocab, attr="LOWER")
         # another language's pipeline also reads English words (customers everywhere paste
-        # English messages and menu names), matched on English lemmas (NORM), less those
-        # that are the language's own small words ("die", "also", "so" in German)
-        self._by_english = PhraseMatcher(nlp.vocab, attr="NORM")
+        # English messages and menu names), less those that are the language's own small
+        # words ("die", "also", "so" in German). They are reduced to their English lemmas,
+        # which is what the language's lemmatizer gives an English word it does not know
+        # (English comes last in every pack's lemmas): "bots" finds "bot", while the German
+        # "bietet" (lemma "bieten") does not, as it would if "bot" were read as German
+        english_lemmatize = LowercaseLemmatizer(nlp, "english", ["lookup:en"]) if language != "en" else lemmatize
         own_small_words = set(pack.function_words)
         self._names: dict[int, tuple[str, ...]] = {}
         regexes: list[tuple[str, str, bool]] = []
 
         def add(key: str, words: Iterable[str], names: Iterable[str], english: Iterable[str] = ()) -> None:
-            lemma_docs, form_docs, english_docs = [], [], []
+            lemma_docs, form_docs = [], []
             for word in words:
                 exact = word.startswith("=")
                 doc = nlp.make_doc(word[1:] if exact else word.lower())
@@ -292,20 +307,19 @@ class RuleMatcher:
                 if word.startswith("="):
                     form_docs.append(nlp.make_doc(word[1:]))
                 elif word.lower() not in own_small_words:
-                    english_docs.append(lemmatize(nlp.make_doc(word.lower())))
+                    lemma_docs.append(english_lemmatize(nlp.make_doc(word.lower())))
             self._names[strings.add(key)] = tuple(sorted(names))
             if lemma_docs:
                 self._by_lemma.add(key, lemma_docs)
             if form_docs:
                 self._by_form.add(key, form_docs)
-            if english_docs:
-                self._by_english.add(key, english_docs)
 
         for concept in ruleset.concepts.values():
+            own = concept.words.get(language, ()) + concept.words.get(ANY_LANGUAGE, ())
             if language == "en":
-                add(concept.name, concept.words.get("en", ()), owners[concept.name])
+                add(concept.name, own, owners[concept.name])
             else:
-                add(concept.name, concept.words.get(language, ()), owners[concept.name], concept.words.get("en", ()))
+                add(concept.name, own, owners[concept.name], concept.words.get("en", ()))
             regexes += [(concept.name, p, False) for p in concept.regexes]
             regexes += [(concept.name, p, False) for p in ruleset.languages[language].regexes.get(concept.name, ())]
         self._concept_regex_owners = owners
@@ -317,7 +331,6 @@ class RuleMatcher:
                         for i, c in enumerate(rule.match) if c.form == "regex"]
         self._regexes = _Regexes(regexes)
         self._has_forms = len(self._by_form) > 0
-        self._has_english = len(self._by_english) > 0
         # a language whose word order is free reads every ``then`` as ``near``: "Können Sie
         # Bitrix24 auf unserem Server installieren?" puts the verb English puts first last
         self._free_order = pack.word_order == "free"
@@ -327,6 +340,12 @@ class RuleMatcher:
             keys = [f"{rule.id}\0{i}" if c.form == "regex" else None for i, c in enumerate(rule.match)]
             needs = [frozenset([key] if key else c.terms) for c, key in zip(rule.match, keys)]
             self._plans.append((rule, rule.terms(), [k for k in keys if k], list(zip(rule.match, keys)), needs))
+        # which rules a found term may let fire: each condition is filed under one of the
+        # terms it needs, so a request looks only at the rules some of its terms point to
+        self._rules_of_term: dict[str, set[int]] = {}
+        for i, (*_, needs) in enumerate(self._plans):
+            for need in needs:
+                self._rules_of_term.setdefault(min(need), set()).add(i)
 
     def _included(self, name: str) -> set[str]:
         out = set()
@@ -349,7 +368,8 @@ class RuleMatcher:
         set_ext(doc, "intake_timed_out", sorted(timed_out) or None)
         return doc
 
-    def occurrences(self, doc: Doc, text: str) -> tuple[dict[str, list[Span]], dict[str, list[tuple[int, int]]], set[str]]:
+    def occurrences(self, doc: Doc, text: str, starts: list[int] | None = None, ends: list[int] | None = None,
+                    ) -> tuple[dict[str, list[Span]], dict[str, list[tuple[int, int]]], set[str]]:
         """Where each concept and phrase occurs (token spans, in order), the character spans
         of each rule regex, and the regex keys that ran out of time."""
         found: dict[str, list[Span]] = {}
@@ -357,17 +377,19 @@ class RuleMatcher:
         matches = self._by_lemma(doc)
         if self._has_forms:
             matches += self._by_form(doc)
-        if self._has_english:
-            matches += self._by_english(doc)
         by_key: dict[int, list[Span]] = {}
         for key, start, end in matches:
-            by_key.setdefault(key, []).append((start, end))
+            spans = by_key.get(key)
+            if spans is None:
+                by_key[key] = [(start, end)]
+            else:
+                spans.append((start, end))
         for key, spans in by_key.items():
             for name in names[key]:
                 if name in found:
-                    found[name].extend(spans)
+                    found[name] = found[name] + spans
                 else:
-                    found[name] = list(spans)
+                    found[name] = spans
         by_regex, timed_out = self._regexes.spans(text)
         # a concept whose regex ran out of time is unknown, and so is every concept including it
         timed_out |= {name for key in timed_out if "\0" not in key for name in self._concept_regex_owners[key]}
@@ -376,9 +398,13 @@ class RuleMatcher:
             if "\0" in key:
                 rule_regexes[key] = spans
                 continue
-            token_spans = [(s.start, s.end) for s in (doc.char_span(a, b, alignment_mode="expand") for a, b in spans) if s]
+            if starts is None or ends is None:
+                token_spans = [(s.start, s.end) for s in (doc.char_span(a, b, alignment_mode="expand")
+                                                          for a, b in spans) if s]
+            else:
+                token_spans = [t for a, b in spans if (t := _tokens_over(starts, ends, a, b))]
             for name in self._concept_regex_owners[key]:
-                found.setdefault(name, []).extend(token_spans)
+                found[name] = found.get(name, []) + token_spans  # lists may be shared: never extended in place
         for spans in found.values():
             spans.sort()
         return found, rule_regexes, timed_out
@@ -393,7 +419,7 @@ class RuleMatcher:
         n = len(starts)
         # a token ends where the next starts, less its trailing space
         ends = (np.append(idx[1:] - arr[:-1, _SPACY].astype(np.int64), len(text)) if n else idx).tolist()
-        found, rule_regexes, timed_out = self.occurrences(doc, text)
+        found, rule_regexes, timed_out = self.occurrences(doc, text, starts, ends)
         seg_starts = [s.start for s in segments]
         kinds = [s.kind for s in segments]
 
@@ -405,25 +431,37 @@ class RuleMatcher:
             at = np.maximum(np.searchsorted(np.array(seg_starts), idx, side="right") - 1, 0).tolist()
             token_segment = [kinds[i] for i in at]
         by_read: dict[tuple[str, ...], dict[str, list[Span]]] = {}
+        kinds_present = set(kinds)
         hits: list[Hit] = []
         skipped: set[str] = set()
         present = found.keys() | rule_regexes.keys()
         free_order = self._free_order
-        for rule, terms, regex_keys, conditions, needs in self._plans:
-            if timed_out and (terms & timed_out or any(k in timed_out for k in regex_keys)):
-                skipped.add(rule.id)
+        if timed_out:
+            for rule, terms, regex_keys, _, _ in self._plans:
+                if terms & timed_out or any(k in timed_out for k in regex_keys):
+                    skipped.add(rule.id)
+        rules_of_term = self._rules_of_term
+        candidates = set()
+        for term in present:
+            found_rules = rules_of_term.get(term)
+            if found_rules:
+                candidates |= found_rules
+        plans = self._plans
+        for i in sorted(candidates):
+            rule, terms, regex_keys, conditions, needs = plans[i]
             # most rules cannot fire on most requests: no condition has all it needs
             if not any(map(present.issuperset, needs)):
                 continue
-            visible = by_read.get(rule.read)
+            read = rule.read
+            visible = by_read.get(read)
             if visible is None:
                 if token_segment is None:
-                    visible = found if segments[0].kind in rule.read else {}
+                    visible = found if kinds[0] in read else {}
+                elif kinds_present.issubset(read):  # the rule reads every segment this request has
+                    visible = found
                 else:
-                    read = rule.read
-                    visible = {k: kept for k, v in found.items()
-                               if (kept := [s for s in v if token_segment[s[0]] in read and token_segment[s[1] - 1] in read])}
-                by_read[rule.read] = visible
+                    visible = _InSegments(found, token_segment, read)
+                by_read[read] = visible
             spans: list[Span] = []
             char_spans: list[tuple[int, int]] = []
             for cond, key in conditions:
@@ -459,8 +497,8 @@ class RuleMatcher:
                 hits.append(Hit(rule.id, rule.kind, rule.label, a, b, text[a:b], segment_of(a), rule.weight))
         hits.sort(key=lambda h: (h.start, h.rule_id))
         names = self.ruleset.concepts.keys() & found.keys()
-        if token_segment is None:
-            concepts = tuple(sorted(names)) if segments[0].kind in MODEL_SEGMENTS else ()
+        if token_segment is None or all(kind in MODEL_SEGMENTS for kind in kinds):
+            concepts = tuple(sorted(names)) if kinds[0] in MODEL_SEGMENTS else ()
         else:
             concepts = tuple(sorted(k for k in names if any(token_segment[s[0]] in MODEL_SEGMENTS for s in found[k])))
         return hits, skipped, concepts
@@ -479,7 +517,7 @@ def build_pipeline(rules_dir: str | Path | None = None, language: str = "en") ->
     """
     pack = load_rules(rules_dir).languages[language]
     nlp = spacy.blank(pack.tokenizer)
-    nlp.add_pipe("intake_lemmatizer", config={"sources": list(pack.lemmas), "english_norms": language != "en"})
+    nlp.add_pipe("intake_lemmatizer", config={"sources": list(pack.lemmas)})
     nlp.add_pipe("intake_rule_matcher", config={"rules_dir": None if rules_dir is None else str(rules_dir),
                                                 "language": language})
     return nlp
@@ -534,7 +572,7 @@ def concepts_missing(ruleset: RuleSet, language: str) -> list[tuple[str, str]]:
         if name not in memo:
             memo[name] = False  # includes have no cycles (checked on load); this only guards
             c = ruleset.concepts[name]
-            memo[name] = bool(c.words.get(language) or c.regexes or pack.regexes.get(name)
+            memo[name] = bool(c.words.get(language) or c.words.get(ANY_LANGUAGE) or c.regexes or pack.regexes.get(name)
                               or any(covered(sub) for sub in c.include))
         return memo[name]
 

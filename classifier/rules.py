@@ -64,6 +64,8 @@ ID_RE = re.compile(r"^[A-Za-z0-9_.#:-]+$")
 CONCEPT_RE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)*$")
 #: Language keys a concept's words may be listed under (ISO 639-1, two letters).
 LANGUAGE_RE = re.compile(r"^[a-z]{2}$")
+#: A concept's words that are the same in every language (software and product names)
+ANY_LANGUAGE = "any"
 #: Where a language's lemmas come from (see :class:`LanguagePack`).
 LEMMA_SOURCE_RE = re.compile(r"^(?:lookup|simplemma):[a-z]{2,3}$")
 #: Words between the first and the last term of a ``near``/``then`` condition, by default.
@@ -467,8 +469,8 @@ def parse_concepts(raw: Any, file: Path, concepts: dict[str, Concept]) -> None:
             raise _schema_error(exc, where) from None
         words: dict[str, tuple[str, ...]] = {}
         for lang, entries in (parsed.model_extra or {}).items():
-            if not LANGUAGE_RE.match(lang):
-                raise _fail(Errors.E004, key=lang, allowed="description, include, regex and two-letter "
+            if not LANGUAGE_RE.match(lang) and lang != ANY_LANGUAGE:
+                raise _fail(Errors.E004, key=lang, allowed="description, include, regex, any and two-letter "
                             "language codes (en, ru, de …)", **where)
             if not isinstance(entries, list) or not all(isinstance(e, str) and e.strip() for e in entries):
                 raise _fail(Errors.E011, field=f"{name}.{lang}", expected="a list of words and phrases",

@@ -8,7 +8,8 @@ item becomes an error row and the others are still classified), ``GET /v1/schema
 How it is put together:
 
 - The classifier (model and rules) is loaded once per worker process, at start-up
-  (the app's lifespan), before the port accepts connections.
+  (the app's lifespan), before the port accepts connections, with the pipeline of every
+  language the rules have a pack for.
 - One classification thread per process owns the classifier. Endpoints hand it work
   and await the answer, so the event loop - and ``/healthz`` - stays responsive while
   it computes. Single requests that are waiting at the same moment are classified
@@ -852,6 +853,9 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         clf = classifier if classifier is not None else Classifier.load(model_dir, rules_dir=rules_dir)
+        warm_up = getattr(clf.analyser, "warm_up", None)  # (a stand-in classifier in a test may have none)
+        if warm_up is not None:
+            warm_up()  # every language's pipeline now, not on some customer's first request
         worker = ClassifyWorker(clf, max_pending=limits.max_pending)
         worker.start()
         app.state.classifier, app.state.worker = clf, worker

@@ -179,14 +179,17 @@ def evaluate_frames(df: pd.DataFrame, analysed: list[Any], model: RequestModel |
         final = [decide(a, p, "combined") for a, p in zip(analysed, probas)]
         out["combined"] = field_scores(df, final)
     languages = gold_languages(df)
-    if len(set(languages)) > 1 or "language" in df.columns:
+    labelled = list(df["language"].notna() & (df["language"] != "")) if "language" in df.columns else [False] * len(df)
+    if any(labelled):
         out["languages"] = {}
         for lang in sorted(set(languages), key=lambda c: (c != "en", c)):
             at = [i for i, c in enumerate(languages) if c == lang]
             part = df.iloc[at].reset_index(drop=True)
             out["languages"][lang] = {
                 "rows": len(at),
-                "detected": round(float(np.mean([analysed[i].language.code == lang for i in at])), 4),
+                # over the rows that carry a language label (the English corpus has none)
+                "detected": (round(float(np.mean([analysed[i].language.code == lang for i in at if labelled[i]])), 4)
+                             if any(labelled[i] for i in at) else None),
                 "rules": field_scores(part, [rules[i] for i in at]),
                 **({"combined": field_scores(part, [final[i] for i in at])} if model is not None else {})}
     if predictions is not None:

@@ -194,7 +194,7 @@ CONCEPT_PROBLEMS = [
     ("  DOCS:\n    description: documentation\n", "[E011] {file}:3: rule concept DOCS: DOCS must be words in some "
      "language, include or regex, got none."),
     ("  DOCS:\n    english: [docs]\n", "[E004] {file}:3: rule concept DOCS: unknown key 'english'. Allowed keys: "
-     "description, include, regex and two-letter language codes (en, ru, de …)"),
+     "description, include, regex, any and two-letter language codes (en, ru, de …)"),
     ("  Docs:\n    en: [docs]\n", "[E011] {file}:3: rule concept Docs: concept name must be upper-case words "
      "joined by _, got 'Docs'."),
 ]

@@ -463,7 +463,8 @@ def test_no_secret_reaches_the_result_the_reply_the_explanation_or_the_log(clf: 
         matched = [w for r in d["explanation"]["rules"] for w in r["matched"]]
         assert not leaked(json.dumps(d, ensure_ascii=False), d["suggested_reply"], " ".join(matched)), entry["text"]
         assert "credentials_present" in d["flags"]
-        assert "change" in d["suggested_reply"].lower() and "password" in d["suggested_reply"].lower()
+        # the reply asks, in the request's language, to change the exposed credentials
+        assert clf.templates_in.get(d["language"], clf.templates)["credentials_present"] in d["suggested_reply"]
     # a request that fails validation: the error names the field, not the text's secrets
     with pytest.raises(InputError) as exc:
         clf.classify({"text": "FTP user: deploy pass: Dpl0y#2024", "channel": "telegram"})

@@ -1,0 +1,186 @@
+"""Requests in the customer's language (SPEC §9): the language is given or detected from
+the prose, each language is read by its own pipeline, replies come in that language, an
+unsupported language goes to review, and a new language is only data (a language pack).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import jsonschema
+import pytest
+from click.testing import CliRunner
+
+from classifier import batch
+from classifier.classify import Classifier
+from classifier.cli import main
+from classifier.errors import RulesError
+from classifier.language import LanguageDetector, prose_for_detection
+from classifier.normalise import normalise
+from classifier.result import result_schema
+from classifier.rules import DEFAULT_RULES_DIR, load_rules
+
+RU_SITE_DOWN = ("Здравствуйте! С утра портал crm.stroymash-ural.ru не открывается ни у кого, выдаёт 502. "
+                "Коробка, редакция Бизнес, версия 24.300.100. Срочно помогите!")
+DE_KEY_ON_UPDATE = ("Guten Tag, beim Update bekommen wir die Meldung, dass unser Lizenzschlüssel ungültig ist. "
+                    "Die Lizenz wurde letzte Woche verlängert. Portal: portal.baeckerei-huber.de, Business, "
+                    "Version 24.100.0.")
+DE_WITH_PASTED_ERROR = ("Hallo zusammen,\nseit heute Morgen zeigt unser Portal nur noch diese Meldung:\n"
+                        "Fatal error: Uncaught Error: Call to undefined function Bitrix\\Main\\mb_substr() in "
+                        "/home/bitrix/www/bitrix/modules/main/lib/text/encoding.php:45\n"
+                        "Können Sie bitte nachsehen, woran das liegt? Danke!")
+
+
+@pytest.fixture(scope="module")
+def clf() -> Classifier:
+    return Classifier.load()
+
+
+# ------------------------------------------------------------------ the language
+def test_russian_and_german_requests_are_detected_and_read_in_their_language(clf):
+    ru, de = clf.classify_many([{"text": RU_SITE_DOWN}, {"text": DE_KEY_ON_UPDATE}])
+    assert (ru.language, ru.explanation["language"]) == ("ru", {"code": "ru", "source": "detected", "supported": True})
+    assert ru.severity == "critical" and ru.category == "product_error"
+    assert "severity.critical.site_down" in {r["id"] for r in ru.explanation["rules"]}
+    assert de.language == "de"
+    assert (de.category, de.clauses[0]["id"]) == ("updates", "3.3.in.1")
+
+
+def test_a_pasted_english_error_does_not_make_a_german_request_english():
+    prose = prose_for_detection(normalise(DE_WITH_PASTED_ERROR))
+    assert "Uncaught" not in prose and "Können Sie" in prose
+    assert LanguageDetector(["en", "de", "ru"]).language_of(normalise(DE_WITH_PASTED_ERROR)).code == "de"
+
+
+def test_short_english_sentences_stay_english(clf):
+    texts = ["Our freelancer's module shows wrong totals, is it a bug in his code?",
+             "installer hangs on 'Installing module: Search' forever, what is wrong??",
+             "nginx + php-fpm or apache, which one is faster for the bitrix24 box?"]
+    assert [r.language for r in clf.classify_many(texts)] == ["en", "en", "en"]
+
+
+def test_the_language_field_wins_over_detection_and_accepts_a_region(clf):
+    given = clf.classify({"text": "Portal is down for everyone since 8:00", "language": "pt-BR"})
+    assert given.language == "pt" and given.explanation["language"]["source"] == "given"
+    # pt has no language pack (yet): read with the English rules, sent to review, replied to in English
+    assert given.needs_review and any("no language pack" in r for r in given.explanation["review_reasons"])
+    assert given.suggested_reply.startswith("Hello")
+
+
+def test_a_bad_language_code_is_an_error_row_and_the_others_are_classified(clf):
+    results = list(clf.classify_many([{"id": "a", "text": "Portal down", "language": "Deutsch"},
+                                 {"id": "b", "text": RU_SITE_DOWN}]))
+    assert results[0].error is not None and "E034" in results[0].error["message"]
+    assert results[0].error["field"] == "language"
+    assert results[1].ok and results[1].language == "ru"
+
+
+def test_an_unsupported_language_is_still_classified_and_goes_to_review(clf):
+    uk = clf.classify("Добрий день! Портал не відкривається у всіх співробітників з самого ранку, "
+                      "помилка 502. Допоможіть, будь ласка, терміново.")
+    assert uk.language == "uk" and uk.explanation["language"]["supported"] is False
+    assert uk.needs_review
+    assert uk.suggested_reply.startswith("Hello")
+    # the model and the language-independent rules (addresses, flags) still work
+    assert uk.category is not None and uk.severity is not None
+
+
+# ------------------------------------------------------------------ replies
+def test_replies_are_written_in_the_request_language(clf):
+    ru, de = clf.classify_many([{"text": RU_SITE_DOWN}, {"text": DE_KEY_ON_UPDATE}])
+    templates = load_rules().languages
+    assert ru.suggested_reply.startswith(templates["ru"].templates["greeting"])
+    assert "1 hour" not in ru.suggested_reply and "hours" not in ru.suggested_reply
+    assert de.suggested_reply.startswith(templates["de"].templates["greeting"])
+    assert "Stunden" in de.suggested_reply or "Stunde" in de.suggested_reply
+
+
+def test_language_is_in_the_json_schema_and_the_csv(clf, tmp_path):
+    result = clf.classify(RU_SITE_DOWN).to_dict()
+    jsonschema.validate(result, result_schema())
+    assert result["language"] == "ru"
+    assert "language" in batch.CSV_COLUMNS and batch.csv_row(clf.classify(RU_SITE_DOWN))["language"] == "ru"
+
+
+def test_a_russian_password_is_masked_before_it_reaches_the_output(clf):
+    res = clf.classify({"text": "Не могу зайти в админку, пароль от админки: Zx8!pQr2, логин admin. "
+                                "Портал crm.example.ru", "language": "ru"}, include_text=True)
+    assert "Zx8!pQr2" not in json.dumps(res.to_dict(), ensure_ascii=False)
+    assert "credentials_present" in res.flags
+
+
+# ------------------------------------------------------------------ a new language is data
+TOY_PACK = """\
+language: zz
+name: Toy
+tokenizer: xx
+word_order: free
+words:
+  WHOLE_SERVICE: [portalo]
+  DOWN: [mortas]
+  UPDATE_KEY: [slosilo]
+  KEY_PROBLEM: [malbona]
+  PRODUCT_UPDATE: [gxisdatigo]
+examples:
+  severity.critical.site_down:
+    match: ["la portalo mortas", "portalo mortas ekde la mateno"]
+    no_match: ["la portalo funkcias"]
+templates:
+  greeting: "Saluton,"
+  closing: "Amike,\\nSubteno"
+  response_time: {"1": "unu horo", "24": "24 horoj", "72": "72 horoj"}
+"""
+
+
+@pytest.fixture()
+def toy_rules(tmp_path: Path) -> Path:
+    folder = Path(shutil.copytree(DEFAULT_RULES_DIR, tmp_path / "rules"))
+    (folder / "languages" / "zz").mkdir()
+    (folder / "languages" / "zz" / "toy.yaml").write_text(TOY_PACK, encoding="utf-8")
+    return folder
+
+
+def test_a_toy_language_added_as_a_pack_classifies_and_replies_in_it(toy_rules):
+    toy = Classifier.load(rules_dir=toy_rules)
+    plain = Classifier.load()
+    request = {"text": "Helpu! La portalo mortas, la slosilo estas malbona post la gxisdatigo.", "language": "zz"}
+    res, before = toy.classify(request), plain.classify(request)
+    fired = {r["id"] for r in res.explanation["rules"]}
+    assert {"severity.critical.site_down", "3.3.in.1"} <= fired
+    assert res.clauses[0]["id"] == "3.3.in.1" and res.explanation["language"]["supported"] is True
+    hours = {1: "unu horo", 24: "24 horoj", 72: "72 horoj"}[res.response_time_hours]
+    assert res.suggested_reply.startswith("Saluton,") and hours in res.suggested_reply
+    assert res.suggested_reply.rstrip().endswith("Subteno")
+    # the same request without the pack: no toy words, an unsupported language, English reply
+    assert "severity.critical.site_down" not in {r["id"] for r in before.explanation["rules"]}
+    assert before.needs_review and before.suggested_reply.startswith("Hello")
+
+
+def test_rules_check_runs_a_pack_and_names_the_concepts_it_lacks(toy_rules):
+    run = CliRunner().invoke(main, ["rules", "check", "--rules", str(toy_rules), "--language", "zz"])
+    assert "zz (Toy): 80 rules" in run.output and "2 passed" not in run.output
+    assert "3 examples passed, 0 failed" in run.output
+    assert "zz: rule 3.1.in.1 uses concept INSTALLATION_GUIDE, which has no zz words" in run.output
+    assert "too few" in run.output
+
+
+def test_the_bundled_languages_are_fully_covered():
+    run = CliRunner().invoke(main, ["rules", "check"])
+    assert run.exit_code == 0, run.output
+    for code in ("ru", "de"):
+        assert f"{code}: 80 of 80 rules have >= 2 passing match and >= 1 no_match examples" in run.output
+        assert f"{code}: concepts: 0 used without {code} words; reply templates: all" in run.output
+
+
+def test_a_broken_language_pack_names_its_file_and_problem(toy_rules):
+    pack = toy_rules / "languages" / "zz" / "toy.yaml"
+    pack.write_text(TOY_PACK.replace("  DOWN: [mortas]", "  DOWNN: [mortas]"), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"toy\.yaml.*DOWNN"):
+        load_rules(toy_rules)
+    pack.write_text(TOY_PACK.replace("tokenizer: xx", "tokenizer: qq"), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"E091.*toy\.yaml.*spaCy has no language 'qq'"):
+        load_rules(toy_rules)
+    pack.write_text(TOY_PACK.replace("examples:\n", "examples:\n  no.such.rule:\n    match: [x]\n"), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"E091.*no\.such\.rule"):
+        load_rules(toy_rules)
