@@ -85,7 +85,7 @@ def prose_for_detection(norm: NormalisedRequest) -> str:
 
 
 class LanguageDetector:
-    """Tells the language of requests among ``supported`` and :data:`RECOGNISED`."""
+    """Tells the language of requests among ``supported`` and :data:`SPEC_LANGUAGES`."""
 
     def __init__(self, supported: Iterable[str], default: str = "en",
                  function_words: dict[str, Iterable[str]] | None = None) -> None:

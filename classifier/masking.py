@@ -188,9 +188,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str], int | str | tuple[int | str, ...]]] 
                               + r"|(?P<said_phrase>" + _WORDS + r")))", re.I), ("quoted", "phrase", "said_quoted", "said_phrase")),
     ("password", re.compile(_KW_START + _FOR_WHAT
                             + r"(?:" + _STRONG_SEP + r"\s*(?:" + _quoted("quoted")
-                            # (the value is never itself a password word that a label follows: "password:\n\nпароль от FTP — x")
+                            # (the value is never itself a password word that a label follows: "password:\n\nпароль от FTP — x",
+                            # "password:\n\nDatenbankpasswort: x")
                             # (nor the start of a part: "Passwort: erste Hälfte: x")
-                            + r"|[\"'`«]?(?!" + _KW_PASSWORD + r"\b(?:[^\S\n]{0,3}[:=]|[^\S\n]{1,3}[\w—–-])|" + _PART + ")"
+                            + r"|[\"'`«]?(?![\w-]{0,30}?" + _KW_PASSWORD + r"\b(?:[^\S\n]{0,3}[:=]|[^\S\n]{1,3}[\w—–-])|" + _PART + ")"
                             r"(?P<value>[^\s\"'`»]{1,200}))"
                             r"|(?:" + _SAID_SEP + r")\s*(?<=[\s:—–-])" + _quoted("said_quoted")
                             + r"|(?:" + _WEAK_SEP + r")\s*[\"'`«]?" + _MADE_UP + r"(?P<made_up>[^\s\"'`»]{4,200})"

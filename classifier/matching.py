@@ -1,4 +1,4 @@
-"""Second stage: match the rules against a request.
+"""Third stage: match the rules against a request, in its language.
 
 The rules speak of concepts (``rules/vocabulary/``): named lists of words and phrases.
 Each request is read once: spaCy's ``PhraseMatcher`` finds every concept's words on the

@@ -709,3 +709,10 @@ def test_letters_that_ignorecase_reads_as_a_pattern_letter_do_not_hide_a_secret(
                     if not prefilter.candidates(gate_text(m.group()))}
     assert misread == set()
     assert all(gate_text(chr(cp)) == letter for cp, letter in CASE_FOLDS.items())
+
+
+def test_a_bare_password_label_does_not_take_the_next_labels_compound_word_as_its_value() -> None:
+    """Found by the fuzz test: the empty "password:" took "Datenbankpasswort:" as its value
+    and left the real password after it."""
+    masked = mask_secrets("password: \n\nDatenbankpasswort: Hafen!Kiel22 – der Benutzer ist bitrix0.").text
+    assert "Hafen!Kiel22" not in masked and "Datenbankpasswort: [MASKED]" in masked
