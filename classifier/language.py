@@ -100,6 +100,14 @@ class LanguageDetector:
         """The given language, else the detected one, else the default."""
         if given:
             return LanguageOf(given, "given", given in self.supported)
+        # most requests are told by their small words before any cleaning: a pasted English
+        # error in a German request leaves the German ones short of a clear lead, and then
+        # the cleaned prose decides
+        raw = " ".join((norm.parts("subject", "prose") if norm.segments else norm.text)[:MAX_DETECT_CHARS].split())
+        if not _CYRILLIC.search(raw):
+            code = self._by_function_words(raw, _WORD.findall(raw.lower()))
+            if code is not None:
+                return LanguageOf(code, "detected", code in self.supported)
         prose = prose_for_detection(norm)
         letters = sum(map(str.isalpha, prose))
         cyrillic = len(_CYRILLIC.findall(prose))
@@ -115,23 +123,30 @@ class LanguageDetector:
             code = next((lang for lang, own in _OWN_LETTERS if seen & own), code)
         return LanguageOf(code, "detected", code in self.supported)
 
+    def _by_function_words(self, prose: str, words: list[str]) -> str | None:
+        """The language whose function words make up a clear share of ``words``, if one does."""
+        if not self.function_words or not words:
+            return None
+        counts = sorted(((sum(map(fw.__contains__, words)), code) for code, fw in self.function_words.items()),
+                        reverse=True)
+        top, code = counts[0]
+        second = counts[1][0] if len(counts) > 1 else 0
+        # a language written in plain ASCII is not told by its small words from prose with
+        # letters it does not have ("Olá", "Dzień"): a language without a pack may be speaking
+        foreign = code in self.ascii_only and not prose.isascii() and _NON_ASCII_LETTER.search(prose) is not None
+        if top >= MIN_FUNCTION_WORDS and top >= FUNCTION_WORD_SHARE * len(words) and second * 3 <= top and not foreign:
+            return code
+        return None
+
     def _detect(self, prose: str) -> str | None:
         """The language whose function words make up a fair share of the prose, when one
         clearly does (most requests: no need to ask lingua); else lingua's answer, and when
         lingua hesitates between languages whose packs list function words, the one whose
         function words the prose uses most."""
         words = _WORD.findall(prose.lower())
-        if self.function_words and words:
-            counts = sorted(((sum(map(fw.__contains__, words)), code) for code, fw in self.function_words.items()),
-                            reverse=True)
-            top, code = counts[0]
-            second = counts[1][0] if len(counts) > 1 else 0
-            # a language written in plain ASCII is not told by its small words from prose with
-            # letters it does not have ("Olá", "Dzień"): a language without a pack may be speaking
-            foreign = code in self.ascii_only and not prose.isascii() and _NON_ASCII_LETTER.search(prose) is not None
-            if top >= MIN_FUNCTION_WORDS and top >= FUNCTION_WORD_SHARE * len(words) and second * 3 <= top \
-                    and not foreign:
-                return code
+        code = self._by_function_words(prose, words)
+        if code is not None:
+            return code
         ranked = [(c.language.iso_code_639_1.name.lower(), c.value)
                   for c in self._detector.compute_language_confidence_values(prose)[:3]]
         if not ranked or ranked[0][1] == 0:
