@@ -291,6 +291,8 @@ def _readable(result) -> str:
         f"missing info:  {', '.join(d['missing_info']) or '-'}",
         f"delay reasons: {', '.join(d['delay_reasons']) or '-'}",
         f"flags:         {', '.join(d['flags']) or '-'}",
+        f"language:      {d['language']} ({d['explanation']['language']['source']}"
+        + ("" if d["explanation"]["language"]["supported"] else ", no language pack: English reply") + ")",
         "rules fired:   " + (", ".join(f"{r['id']} ({'/'.join(r['matched'][:2])})" for r in d["explanation"]["rules"]) or "-"),
         "model:         " + (", ".join(f"{k}={v[0]['label']} ({v[0]['probability']:.2f})"
                                        for k, v in d["explanation"]["model"].items() if v) or "-"),
