@@ -202,7 +202,7 @@ def main() -> None:
         print(f"  {name:<45} {seconds / n * 1000:7.3f} ms{share}")
     print(f"targets: >= {TARGET_RPS} req/s ({'met' if many >= TARGET_RPS else 'NOT met'}), "
           f"ratio <= {TARGET_RATIO:g} ({'met' if tok / many <= TARGET_RATIO else 'NOT met'})")
-    print(f"per language: " + ", ".join(f"{k} {v:.0f} req/s" for k, v in per_language.items())
+    print("per language: " + ", ".join(f"{k} {v:.0f} req/s" for k, v in per_language.items())
           + f" (target >= {TARGET_RPS_PER_LANGUAGE} each: "
           + ("met" if min(per_language.values()) >= TARGET_RPS_PER_LANGUAGE else "NOT met") + ")")
     print(f"classify_many: {many:.0f} req/s, tokenizer: {tok:.0f} req/s, ratio {tok / many:.1f}, "

@@ -1,20 +1,22 @@
 """Second stage: the request's main language (SPEC §9).
 
 The ``language`` input field wins when given. Otherwise the language is detected from
-the customer's own prose with lingua (``lingua-language-detector``, offline, its models
-ship in the wheel): the subject and prose segments, less what is not the customer's
-language even there: inline code, addresses, paths, quoted strings ("the error says
-'Access denied'") and lines that look like pasted log or error output. Pasted logs,
-code blocks and quoted replies are other segments and never reach the detector.
+the customer's own words, the subject and prose segments (pasted logs, code blocks and
+quoted replies are other segments), in this order:
 
-The detector chooses among the seven languages of SPEC §9 and any other language a
-pack adds, in lingua's low-accuracy mode on the first :data:`MAX_DETECT_CHARS`
-characters (measured on the natively written requests of ``data/parts``: 99% right at
-~6,000 requests/s; twenty candidate languages or the high-accuracy mode halve the speed
-for no gain there; the high-accuracy mode needs 220 MB more). Where lingua hesitates
-between languages, the function words their packs list decide. Ukrainian, Belarusian and Kazakh, which the product's customers also
-write and which would otherwise read as Russian, are told by their own letters, so they
-are named (and sent to review) instead.
+1. the packs' ``function_words``: when one language's small words make up a clear share
+   of the text and lead every other's threefold, it is that language (most requests);
+2. a fair share of Cyrillic letters is Russian (the English around it is pasted), or
+   Ukrainian, Belarusian, Kazakh when their own letters appear;
+3. otherwise lingua (``lingua-language-detector``, offline: its models ship in the wheel),
+   in its low-accuracy mode, among the seven languages of SPEC §9 and any a pack adds,
+   on the first :data:`MAX_DETECT_CHARS` characters of the prose less inline code,
+   addresses, paths, quoted strings ("the error says 'Access denied'") and pasted error
+   or log lines; where it hesitates, function words decide.
+
+On the natively written requests of ``data/parts`` this is right for 99% of them. The
+high-accuracy mode was no more accurate there and needs 220 MB more; twenty candidate
+languages halve lingua's speed.
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ from .collector import collector_paused
 from .normalise import NormalisedRequest, Segment
 from .prefilter import Prefilter
 from .errors import RulesError
-from .rules import ANY_LANGUAGE, CONCEPT_RE, Condition, Rule, RuleSet, load_rules
+from .rules import ANY_LANGUAGE, CONCEPT_RE, Rule, RuleSet, load_rules
 
 for _name in ("intake_segments", "intake_hits", "intake_text", "intake_timed_out", "intake_concepts"):
     # segments of the text; rule hits; the text, when known (so it need not be rebuilt
