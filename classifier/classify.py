@@ -60,6 +60,9 @@ class Classifier:
         self.clause_texts = {}
         for rule in ruleset.of_kind("clause"):
             self.clause_texts.setdefault(rule.label, rule.sla or "")
+        #: per language, the SLA texts a reply quotes (the English ones where a pack has none)
+        self.clause_texts_in = {code: {**self.clause_texts, **pack.sla}
+                                for code, pack in ruleset.languages.items() if pack.sla}
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, rules_dir: str | Path | None = None,
@@ -177,7 +180,8 @@ class Classifier:
         return self.model.label_probabilities(analysed)
 
     def _result(self, a: Analysed, d: Decision) -> Result:
-        reply = write_reply(d, self.templates_in.get(a.language.code, self.templates), self.clause_texts)
+        code = a.language.code
+        reply = write_reply(d, self.templates_in.get(code, self.templates), self.clause_texts_in.get(code, self.clause_texts))
         explanation = dict(d.explanation)
         explanation["review_reasons"] = d.review_reasons
         return Result(

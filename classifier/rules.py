@@ -197,6 +197,7 @@ class _PackSchema(BaseModel):
     regex: dict[str, list[str]] = {}
     examples: dict[str, _PackExamples] = {}
     templates: dict[str, Any] = {}
+    sla: dict[str, str] = {}
 
 
 @dataclass
@@ -222,6 +223,8 @@ class LanguagePack:
     #: rule id -> (match, no_match) examples in this language
     examples: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(default_factory=dict)
     templates: dict[str, Any] = field(default_factory=dict)
+    #: clause id -> the SLA text in this language, as replies quote it (``{clause_text}``)
+    sla: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
 
 
@@ -527,6 +530,10 @@ def parse_pack(raw: dict[str, Any], file: Path, packs: dict[str, LanguagePack]) 
     for rule_id, ex in parsed.examples.items():
         match, no_match = pack.examples.get(rule_id, ((), ()))
         pack.examples[rule_id] = (match + tuple(ex.match), no_match + tuple(ex.no_match))
+    for clause, text in parsed.sla.items():
+        if clause not in spec.CLAUSES:
+            raise _fail(Errors.E091, problem=f"sla: {clause!r} is not a clause id of SPEC §3", **where)
+        pack.sla[clause] = text
     if parsed.templates:
         templates = _strip_lines(raw["templates"])
         _check_template_values(templates, file)

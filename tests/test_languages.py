@@ -184,3 +184,13 @@ def test_a_broken_language_pack_names_its_file_and_problem(toy_rules):
     pack.write_text(TOY_PACK.replace("examples:\n", "examples:\n  no.such.rule:\n    match: [x]\n"), encoding="utf-8")
     with pytest.raises(RulesError, match=r"E091.*no\.such\.rule"):
         load_rules(toy_rules)
+
+
+def test_an_out_of_scope_reply_quotes_the_sla_in_the_request_language(clf):
+    res = clf.classify("Добрый день. Напишите, пожалуйста, для нашего сайта модуль калькулятора доставки "
+                       "по тарифам СДЭК, с выводом в корзине. Бюджет есть.")
+    clause = res.clauses[0]["id"]
+    assert res.scope == "out_of_scope" and res.language == "ru"
+    translated = load_rules().languages["ru"].sla[clause].rstrip(".")
+    assert translated in res.suggested_reply
+    assert res.clauses[0]["sla"] not in res.suggested_reply  # the English text stays in the explanation
