@@ -287,13 +287,12 @@ class RuleMatcher:
         self._by_lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self._by_form = PhraseMatcher(nlp.vocab, attr="LOWER")
         # another language's pipeline also reads English words (customers everywhere paste
-        # English messages and menu names), less those that are the language's own small
-        # words ("die", "also", "so" in German). They are reduced to their English lemmas,
-        # which is what the language's lemmatizer gives an English word it does not know
-        # (English comes last in every pack's lemmas): "bots" finds "bot", while the German
-        # "bietet" (lemma "bieten") does not, as it would if "bot" were read as German
+        # English messages and menu names), reduced to their English lemmas, which is what
+        # the language's lemmatizer gives an English word it does not know (English comes
+        # last in every pack's lemmas): "bots" finds "bot", while the German "bietet"
+        # (lemma "bieten") does not, as it would if "bot" were read as German; the English
+        # "die" is not the German article (lemma "der")
         english_lemmatize = LowercaseLemmatizer(nlp, "english", ["lookup:en"]) if language != "en" else lemmatize
-        own_small_words = set(pack.function_words)
         self._names: dict[int, tuple[str, ...]] = {}
         regexes: list[tuple[str, str, bool]] = []
 
@@ -306,7 +305,7 @@ class RuleMatcher:
             for word in english:
                 if word.startswith("="):
                     form_docs.append(nlp.make_doc(word[1:]))
-                elif word.lower() not in own_small_words:
+                else:
                     lemma_docs.append(english_lemmatize(nlp.make_doc(word.lower())))
             self._names[strings.add(key)] = tuple(sorted(names))
             if lemma_docs:
@@ -321,7 +320,7 @@ class RuleMatcher:
             else:
                 add(concept.name, own, owners[concept.name], concept.words.get("en", ()))
             regexes += [(concept.name, p, False) for p in concept.regexes]
-            regexes += [(concept.name, p, False) for p in ruleset.languages[language].regexes.get(concept.name, ())]
+            regexes += [(concept.name, p, False) for p in pack.regexes.get(concept.name, ())]
         self._concept_regex_owners = owners
         self._phrases = sorted({t for r in self.rules for t in r.terms() if not CONCEPT_RE.match(t)})
         for phrase in self._phrases:
@@ -368,10 +367,11 @@ class RuleMatcher:
         set_ext(doc, "intake_timed_out", sorted(timed_out) or None)
         return doc
 
-    def occurrences(self, doc: Doc, text: str, starts: list[int] | None = None, ends: list[int] | None = None,
+    def occurrences(self, doc: Doc, text: str, starts: list[int], ends: list[int],
                     ) -> tuple[dict[str, list[Span]], dict[str, list[tuple[int, int]]], set[str]]:
         """Where each concept and phrase occurs (token spans, in order), the character spans
-        of each rule regex, and the regex keys that ran out of time."""
+        of each rule regex, and the regex keys that ran out of time. ``starts`` and ``ends``
+        are each token's character offsets."""
         found: dict[str, list[Span]] = {}
         names = self._names
         matches = self._by_lemma(doc)
@@ -398,11 +398,7 @@ class RuleMatcher:
             if "\0" in key:
                 rule_regexes[key] = spans
                 continue
-            if starts is None or ends is None:
-                token_spans = [(s.start, s.end) for s in (doc.char_span(a, b, alignment_mode="expand")
-                                                          for a, b in spans) if s]
-            else:
-                token_spans = [t for a, b in spans if (t := _tokens_over(starts, ends, a, b))]
+            token_spans = [t for a, b in spans if (t := _tokens_over(starts, ends, a, b))]
             for name in self._concept_regex_owners[key]:
                 found[name] = found.get(name, []) + token_spans  # lists may be shared: never extended in place
         for spans in found.values():
@@ -551,15 +547,14 @@ class ExampleFailure:
         return f"{self.file}:{self.line}: rule {self.rule_id}: example {verb}: {short!r}"
 
 
-def _example_file(pack: Any, rule_id: str, text: str) -> str:
-    """The pack file (and line) an example of ``rule_id`` is written in."""
+def _example_file(pack: Any, text: str) -> tuple[str, int]:
+    """The pack file and line an example is written in (the first file, line 0, if not found)."""
+    needle = text[:50]
     for file in pack.files:
-        lines = Path(file).read_text(encoding="utf-8").splitlines()
-        needle = text[:50]
-        at = [i for i, ln in enumerate(lines, 1) if needle in ln]
-        if at:
-            return f"{file}:{at[0]}"
-    return pack.files[0]
+        for i, line in enumerate(Path(file).read_text(encoding="utf-8").splitlines(), 1):
+            if needle in line:
+                return file, i
+    return pack.files[0], 0
 
 
 def concepts_missing(ruleset: RuleSet, language: str) -> list[tuple[str, str]]:
@@ -602,6 +597,6 @@ def run_rule_examples(nlp: Language) -> tuple[list[ExampleFailure], dict[str, tu
         if fired == (expected == "match"):
             passed[rule.id][0 if expected == "match" else 1] += 1
         else:
-            file, line = (rule.file, rule.line) if matcher.language == "en" else (_example_file(pack, rule.id, text), 0)
+            file, line = (rule.file, rule.line) if matcher.language == "en" else _example_file(pack, text)
             failures.append(ExampleFailure(rule.id, file, line, expected, text))
     return failures, {k: (v[0], v[1]) for k, v in passed.items()}

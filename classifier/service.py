@@ -853,9 +853,7 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         clf = classifier if classifier is not None else Classifier.load(model_dir, rules_dir=rules_dir)
-        warm_up = getattr(clf.analyser, "warm_up", None)  # (a stand-in classifier in a test may have none)
-        if warm_up is not None:
-            warm_up()  # every language's pipeline now, not on some customer's first request
+        clf.analyser.warm_up()  # every language's pipeline now, not on some customer's first request
         worker = ClassifyWorker(clf, max_pending=limits.max_pending)
         worker.start()
         app.state.classifier, app.state.worker = clf, worker

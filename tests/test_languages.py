@@ -194,3 +194,14 @@ def test_an_out_of_scope_reply_quotes_the_sla_in_the_request_language(clf):
     translated = load_rules().languages["ru"].sla[clause].rstrip(".")
     assert translated in res.suggested_reply
     assert res.clauses[0]["sla"] not in res.suggested_reply  # the English text stays in the explanation
+
+
+def test_a_failing_pack_example_is_reported_with_its_file_and_line(toy_rules):
+    pack = toy_rules / "languages" / "zz" / "toy.yaml"
+    pack.write_text(TOY_PACK.replace('no_match: ["la portalo funkcias"]', 'no_match: ["la portalo mortas hodiau"]'),
+                    encoding="utf-8")
+    line = next(i for i, text in enumerate(pack.read_text(encoding="utf-8").splitlines(), 1) if "hodiau" in text)
+    run = CliRunner().invoke(main, ["rules", "check", "--rules", str(toy_rules), "--language", "zz"])
+    assert run.exit_code == 1
+    assert (f"FAIL {pack}:{line}: rule severity.critical.site_down: example should not match but did: "
+            "'la portalo mortas hodiau'") in run.output

@@ -673,7 +673,7 @@ class FakeClassifier:
         self.sources: dict = {}
         self.model = None
         self.rules_digest = "0" * 64
-        self.analyser = SimpleNamespace(ruleset=SimpleNamespace(rules=[]))
+        self.analyser = SimpleNamespace(ruleset=SimpleNamespace(rules=[]), warm_up=lambda: None)
 
 
 def unwrap(records) -> list[Request]:
