@@ -48,6 +48,8 @@ def load_requests(path: Path, n: int, language: str = "en") -> list[dict]:
     """``n`` requests cycling the corpus texts of one language (with subject and fields), distinct ids."""
     rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     rows = [r for r in rows if (r.get("language") or "en") == language]
+    if not rows:  # a language with a pack but no labelled requests yet
+        return []
     out = []
     for i in range(n):
         src = rows[i % len(rows)]
