@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import regex
 import spacy
-from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, SPACY
+from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, SPACY
 from spacy.language import Language
 from spacy.lookups import load_lookups
 from spacy.matcher import PhraseMatcher
@@ -106,16 +106,43 @@ class LowercaseLemmatizer:
     ``spacy-lookups-data`` (spaCy's own lookup mode is case-sensitive), ``simplemma:<lang>``
     simplemma's dictionaries (full inflection tables for Russian, German, Polish …, where
     spaCy's tables miss common forms). Sources are tried in order; a word none of them
-    knows is its own lemma. Each lower-case form is looked up once and kept."""
+    knows is its own lemma.
 
-    def __init__(self, nlp: Language, name: str = "intake_lemmatizer", sources: Iterable[str] = ("lookup:en",)) -> None:
+    The pipeline's own lemmatizer (``attach=True``) looks each word up once, when the
+    vocabulary first meets it: the lemma becomes the word's ``NORM`` (a lexeme attribute,
+    computed by ``vocab.lex_attr_getters``), and a doc's lemmas are its norms, copied in
+    one array operation. Other instances (the English lemmas of another language's
+    patterns) look words up per doc and keep what they found."""
+
+    def __init__(self, nlp: Language, name: str = "intake_lemmatizer", sources: Iterable[str] = ("lookup:en",),
+                 attach: bool = False) -> None:
         self.name = name
         self._sources = [_lemma_source(s) for s in sources]
         self._cache: dict[int, int] = {}
         self._strings = nlp.vocab.strings
+        self.attached = attach
+        if attach:
+            vocab = nlp.vocab
+            vocab.lex_attr_getters[NORM] = self.lemma_of
+            for lexeme in vocab:  # the words the vocabulary already holds
+                lexeme.norm_ = self.lemma_of(lexeme.orth_)
+            # the tokenizer's special cases ("doesn't" -> "does" + "n't") give their tokens a
+            # norm of their own, which would hide the lemma: they keep splitting, without it
+            rules = nlp.tokenizer.rules or {}
+            if any(NORM in piece or "NORM" in piece for pieces in rules.values() for piece in pieces):
+                nlp.tokenizer.rules = {text: [{k: v for k, v in piece.items() if k not in (NORM, "NORM")}
+                                              for piece in pieces] for text, pieces in rules.items()}
+
+    def lemma_of(self, word: str) -> str:
+        """The lower-case lemma of ``word``."""
+        form = word.lower()
+        return next((found for source in self._sources if (found := source(form)) is not None), form)
 
     def __call__(self, doc: Doc) -> Doc:
         if not len(doc):
+            return doc
+        if self.attached:
+            doc.from_array([LEMMA], doc.to_array([NORM]))
             return doc
         cache = self._cache
         lemmas = [cache.get(h) or self._lemma(h) for h in doc.to_array(LOWER).tolist()]
@@ -127,14 +154,12 @@ class LowercaseLemmatizer:
 
     def _lemma(self, lower: int) -> int:
         """Hash of the lemma of the lower-case form ``lower``, looked up once and kept."""
-        form = self._strings[lower]
-        lemma = next((found for source in self._sources if (found := source(lower, form)) is not None), form)
-        self._cache[lower] = lemma = self._strings.add(lemma)
+        self._cache[lower] = lemma = self._strings.add(self.lemma_of(self._strings[lower]))
         return lemma
 
 
-def _lemma_source(source: str) -> Callable[[int, str], str | None]:
-    """``(hash of the lower-case form, the form) -> its lower-case lemma, or None if unknown``."""
+def _lemma_source(source: str) -> Callable[[str], str | None]:
+    """``lower-case form -> its lower-case lemma, or None if unknown``."""
     kind, _, lang = source.partition(":")
     if kind == "simplemma":
         import simplemma
@@ -144,7 +169,7 @@ def _lemma_source(source: str) -> Callable[[int, str], str | None]:
         except (ValueError, KeyError) as exc:
             raise RulesError(f"[E091] lemmas: simplemma has no language {lang!r}: {exc}") from None
 
-        def from_simplemma(_: int, form: str) -> str | None:
+        def from_simplemma(form: str) -> str | None:
             lemma = simplemma.lemmatize(form, lang=lang).lower()
             return lemma if lemma != form or simplemma.is_known(form, lang=lang) else None
         return from_simplemma
@@ -154,8 +179,8 @@ def _lemma_source(source: str) -> Callable[[int, str], str | None]:
         raise RulesError(f"[E091] lemmas: {source}: {exc} (name only languages spacy-lookups-data has a "
                          "lemma_lookup table for)") from None
 
-    def from_table(lower: int, form: str) -> str | None:
-        found = table.get(lower)
+    def from_table(form: str) -> str | None:
+        found = table.get(form)
         if found is None and form[:1].isalpha():  # German nouns are listed capitalised
             found = table.get(form[:1].upper() + form[1:])
         return None if found is None else found.lower()
@@ -174,7 +199,7 @@ def _in_batches(component: Callable[[Doc], Doc], docs: Iterable[Doc], batch_size
 
 @Language.factory("intake_lemmatizer", default_config={"sources": ["lookup:en"]})
 def make_lemmatizer(nlp: Language, name: str, sources: list[str]) -> LowercaseLemmatizer:
-    return LowercaseLemmatizer(nlp, name, sources)
+    return LowercaseLemmatizer(nlp, name, sources, attach=True)
 
 
 class _Regexes:
