@@ -43,7 +43,11 @@ _ACCESS_WORDS = re.compile(r"\b(?:ftp|sftp|ssh|rdp|remote desktop|anydesk|teamvi
 
 #: "password for the FTP", "contraseña del FTP", "пароль от FTP": up to three words naming what it opens
 _FOR_WHAT = (r"(?:\s{1,3}(?:for|of|to|für|para|для|от|do|dla|de|du|del|al|da|das|dos|des|au|zum|zur|vom|von|na|od|"
-             r"pour|в|на|к)(?:\s{1,3}[\w.@-]{1,60}){1,3}?)?")
+             r"pour|в|на|к)(?:\s{1,3}[\w.@-]{1,60}){1,3}?"
+             # ... or the account named after the word, as Romance languages and Polish put it:
+             # "mot de passe admin est …", "senha root: …", "hasło admina: …"
+             r"|\s{1,3}(?:admin\w{0,2}|administra\w{1,8}|root|ftp|sftp|ssh|mysql|db|bd|wifi|smtp|imap|e?-?mail|"
+             r"portal\w{0,2}|portail|usuario|usuário|utilisateur|użytkownika|uzytkownika))?")
 #: "password: x", "password = x": the value is a secret whatever it looks like
 _STRONG_SEP = r"\s{0,3}(?:=>|:=|[:=])"
 #: "password is x", "Passwort - x": only a value that looks made up (a digit or a symbol

@@ -63,9 +63,12 @@ def test_short_english_sentences_stay_english(clf):
 def test_the_language_field_wins_over_detection_and_accepts_a_region(clf):
     given = clf.classify({"text": "Portal is down for everyone since 8:00", "language": "pt-BR"})
     assert given.language == "pt" and given.explanation["language"]["source"] == "given"
-    # pt has no language pack (yet): read with the English rules, sent to review, replied to in English
-    assert given.needs_review and any("no language pack" in r for r in given.explanation["review_reasons"])
-    assert given.suggested_reply.startswith("Hello")
+    assert given.suggested_reply.startswith(load_rules().languages["pt"].templates["greeting"])
+    # a language without a pack: read with the English rules, sent to review, replied to in English
+    other = clf.classify({"text": "Portal is down for everyone since 8:00", "language": "it"})
+    assert other.language == "it" and other.explanation["language"]["supported"] is False
+    assert other.needs_review and any("no language pack" in r for r in other.explanation["review_reasons"])
+    assert other.suggested_reply.startswith("Hello")
 
 
 def test_a_bad_language_code_is_an_error_row_and_the_others_are_classified(clf):
@@ -168,7 +171,7 @@ def test_rules_check_runs_a_pack_and_names_the_concepts_it_lacks(toy_rules):
 def test_the_bundled_languages_are_fully_covered():
     run = CliRunner().invoke(main, ["rules", "check"])
     assert run.exit_code == 0, run.output
-    for code in ("ru", "de"):
+    for code in ("ru", "de", "es", "pt", "pl", "fr"):
         assert f"{code}: 80 of 80 rules have >= 2 passing match and >= 1 no_match examples" in run.output
         assert f"{code}: concepts: 0 used without {code} words; reply templates: all" in run.output
 
@@ -205,3 +208,85 @@ def test_a_failing_pack_example_is_reported_with_its_file_and_line(toy_rules):
     assert run.exit_code == 1
     assert (f"FAIL {pack}:{line}: rule severity.critical.site_down: example should not match but did: "
             "'la portalo mortas hodiau'") in run.output
+
+
+# ------------------------------------------------------------------ Spanish, Portuguese, Polish, French
+#: per language: a portal down for everyone (self-hosted, edition and version given), and a
+#: request for custom development (out of scope), as customers of that market write them
+LATER = {
+    "es": ("Buenos días, desde las 8 el portal intranet.transportes-olmedo.es no abre para nadie, sale un error 502. "
+           "Versión en servidor propio, edición Business, main 24.300.100. ¡Es urgente, toda la oficina está parada!",
+           "Hola, necesitamos que nos desarrollen un módulo a medida para calcular los portes de Seur en el carrito "
+           "de nuestra tienda. ¿Cuánto nos costaría?"),
+    "pt": ("Bom dia, o portal crm.madeireira-bonfim.com.br está fora do ar para todo mundo desde cedo, aparece erro 502. "
+           "Versão box, edição Business, main 24.300.100. Urgente, ninguém consegue trabalhar!",
+           "Olá, vocês poderiam desenvolver pra gente um módulo personalizado que calcule o frete dos Correios "
+           "no carrinho da nossa loja? Quanto custaria?"),
+    "pl": ("Dzień dobry, od rana portal intranet.hurtownia-mazur.pl nie działa u nikogo, wyświetla się błąd 502. "
+           "Wersja pudełkowa, edycja Business, main 24.300.100. Bardzo pilne, cała firma stoi!",
+           "Dzień dobry, czy mogą Państwo napisać dla nas moduł na zamówienie, który policzy koszt wysyłki InPost "
+           "w koszyku naszego sklepu? Ile by to kosztowało?"),
+    "fr": ("Bonjour, depuis ce matin le portail intranet.menuiserie-garnier.fr ne s'ouvre plus pour personne, erreur 502. "
+           "Version boîte, édition Business, main 24.300.100. C'est urgent, toute l'entreprise est bloquée !",
+           "Bonjour, pourriez-vous nous développer un module sur mesure qui calcule les frais de port Colissimo "
+           "dans le panier de notre boutique ? Combien cela coûterait-il ?"),
+}
+
+
+@pytest.mark.parametrize("code", sorted(LATER))
+def test_a_site_down_request_is_read_and_answered_in_its_language(clf, code):
+    down, _ = LATER[code]
+    res = clf.classify(down)
+    assert res.explanation["language"] == {"code": code, "source": "detected", "supported": True}
+    assert res.severity == "critical" and res.response_time_hours == 1
+    assert "severity.critical.site_down" in {r["id"] for r in res.explanation["rules"]}
+    assert not {"url", "version", "edition"} & set(res.missing_info)
+    pack = load_rules().languages[code]
+    assert res.suggested_reply.startswith(pack.templates["greeting"])
+    assert pack.templates["response_time"]["1"] in res.suggested_reply
+
+
+@pytest.mark.parametrize("code", sorted(LATER))
+def test_custom_development_is_out_of_scope_and_the_reply_quotes_the_sla_in_the_language(clf, code):
+    _, custom = LATER[code]
+    res = clf.classify(custom)
+    assert res.language == code and res.scope == "out_of_scope" and res.category == "development"
+    clause = res.clauses[0]["id"]
+    translated = load_rules().languages[code].sla.get(clause)
+    assert translated and translated.rstrip(".") in res.suggested_reply
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("No puedo entrar al panel, la contraseña del admin es Qm7!rt22, usuario admin.", "Qm7!rt22"),
+    ("no puedo entrar, contrasena: Pk9#lo44 usuario admin", "Pk9#lo44"),
+    ("Não consigo entrar no painel, senha do admin: Vb3$kk81, usuário admin.", "Vb3$kk81"),
+    ("nao consigo acessar, a senha e Tg5!pp02", "Tg5!pp02"),
+    ("Nie mogę zalogować się do panelu, hasło do admina: Lw8!zz31, login admin.", "Lw8!zz31"),
+    ("nie moge sie zalogowac, haslo: Rr4#mn77, login admin", "Rr4#mn77"),
+    ("Je n'arrive pas à me connecter, le mot de passe admin est Hq2!vv90, identifiant admin.", "Hq2!vv90"),
+    ("impossible de me connecter, mot de passe : Jd6#ww45 login admin", "Jd6#ww45"),
+])
+def test_passwords_are_masked_as_each_language_writes_them(clf, text, secret):
+    res = clf.classify(text, include_text=True)
+    assert secret not in json.dumps(res.to_dict(), ensure_ascii=False)
+    assert "credentials_present" in res.flags
+
+
+@pytest.mark.parametrize("text", [
+    "En el CRM abro una negociación, luego hago clic en Editar y después en Guardar: sale un error y no guarda nada.",
+    "No CRM eu abro um negócio, depois clico em Editar e em seguida em Salvar: aparece um erro e nada é salvo.",
+    "W CRM otwieram deal, potem klikam Edytuj, następnie Zapisz i pojawia się błąd, nic się nie zapisuje.",
+    "Dans le CRM j'ouvre une affaire, ensuite je clique sur Modifier puis sur Enregistrer : une erreur s'affiche.",
+])
+def test_steps_told_in_order_count_as_steps_in_each_language(clf, text):
+    res = clf.classify(text)
+    assert "steps_to_reproduce" not in res.missing_info
+    assert any(r["label"] == "steps_to_reproduce" for r in res.explanation["rules"])
+
+
+def test_polish_inflected_forms_find_the_rules_words(clf):
+    # "wersji pudełkowej", "serwerze", "zainstalować" are inflected; the rules name the lemmas
+    res = clf.classify("Dzień dobry, czy jest instrukcja, jak zainstalować wersję pudełkową na naszym serwerze "
+                       "z Debianem 12? Chcemy to zrobić krok po kroku.")
+    assert res.language == "pl" and res.category == "installation"
+    assert res.clauses[0]["id"] == "3.1.in.1"
