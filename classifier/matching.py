@@ -35,7 +35,7 @@ from .collector import collector_paused
 from .normalise import NormalisedRequest, Segment
 from .prefilter import Prefilter
 from .errors import RulesError
-from .rules import ANY_LANGUAGE, CONCEPT_RE, Rule, RuleSet, load_rules
+from .rules import ANY_LANGUAGE, CONCEPT_RE, Rule, RuleSet, load_rules, rules_source
 
 for _name in ("intake_segments", "intake_hits", "intake_text", "intake_timed_out", "intake_concepts"):
     # segments of the text; rule hits; the text, when known (so it need not be rebuilt
@@ -204,18 +204,30 @@ def make_lemmatizer(nlp: Language, name: str, sources: list[str]) -> LowercaseLe
 
 class _Regexes:
     """Many regexes over one text: the :class:`Prefilter` says which can match; only those
-    run on the ``regex`` module, within the time limit."""
+    run on the ``regex`` module, within the time limit. The regexes every language shares
+    and a language's own are prefiltered apart, so the shared ones are compiled for
+    Hyperscan once per process, not once per language."""
 
-    def __init__(self, patterns: list[tuple[str, str, bool]]) -> None:
+    def __init__(self, shared: list[tuple[str, str, bool]], own: list[tuple[str, str, bool]] = ()) -> None:
+        patterns = list(shared) + list(own)
         self.keys = [key for key, _, _ in patterns]
         self.compiled = [regex.compile(p, 0 if case else regex.IGNORECASE) for _, p, case in patterns]
-        self._prefilter = Prefilter([(p, case) for _, p, case in patterns])
+        self._shared = Prefilter([(p, case) for _, p, case in shared])
+        self._own = Prefilter([(p, case) for _, p, case in own]) if own else None
+        self._offset = len(shared)
+
+    def candidates(self, text: str) -> set[int]:
+        """Indexes of the regexes that can match ``text``."""
+        found = self._shared.candidates(text)
+        if self._own is not None:
+            found |= {self._offset + i for i in self._own.candidates(text)}
+        return found
 
     def spans(self, text: str) -> tuple[dict[str, list[tuple[int, int]]], set[str]]:
         """Character spans of each key's matches, and the keys that ran out of time."""
         out: dict[str, list[tuple[int, int]]] = {}
         timed_out = set()
-        for i in sorted(self._prefilter.candidates(text)):
+        for i in sorted(self.candidates(text)):
             try:
                 found = [m.span() for m in self.compiled[i].finditer(text, timeout=REGEX_TIME_LIMIT)]
             except TimeoutError:
@@ -332,20 +344,30 @@ class RuleMatcher:
                     form_docs.append(nlp.make_doc(word[1:]))
                 else:
                     lemma_docs.append(english_lemmatize(nlp.make_doc(word.lower())))
+                    # ... and as written: the language's lemmatizer may take an English word
+                    # for one of its own ("page" for the Spanish "pagar")
+                    form_docs.append(nlp.make_doc(word.lower()))
             self._names[strings.add(key)] = tuple(sorted(names))
             if lemma_docs:
                 self._by_lemma.add(key, lemma_docs)
             if form_docs:
                 self._by_form.add(key, form_docs)
 
+        # words of English (and of every language) that mean something else in this one
+        false_friends = frozenset(pack.false_friends)
+
+        def counts_here(word: str) -> bool:
+            return word.lstrip("=").lower() not in false_friends
+
+        own_regexes: list[tuple[str, str, bool]] = []
         for concept in ruleset.concepts.values():
-            own = concept.words.get(language, ()) + concept.words.get(ANY_LANGUAGE, ())
+            own = concept.words.get(language, ()) + tuple(filter(counts_here, concept.words.get(ANY_LANGUAGE, ())))
             if language == "en":
                 add(concept.name, own, owners[concept.name])
             else:
-                add(concept.name, own, owners[concept.name], concept.words.get("en", ()))
+                add(concept.name, own, owners[concept.name], tuple(filter(counts_here, concept.words.get("en", ()))))
             regexes += [(concept.name, p, False) for p in concept.regexes]
-            regexes += [(concept.name, p, False) for p in pack.regexes.get(concept.name, ())]
+            own_regexes += [(concept.name, p, False) for p in pack.regexes.get(concept.name, ())]
         self._concept_regex_owners = owners
         self._phrases = sorted({t for r in self.rules for t in r.terms() if not CONCEPT_RE.match(t)})
         for phrase in self._phrases:
@@ -353,7 +375,7 @@ class RuleMatcher:
         for rule in self.rules:
             regexes += [(f"{rule.id}\0{i}", c.regex, c.case_sensitive)
                         for i, c in enumerate(rule.match) if c.form == "regex"]
-        self._regexes = _Regexes(regexes)
+        self._regexes = _Regexes(regexes, own_regexes)
         self._has_forms = len(self._by_form) > 0
         # a language whose word order is free reads every ``then`` as ``near``: "Können Sie
         # Bitrix24 auf unserem Server installieren?" puts the verb English puts first last
@@ -534,14 +556,29 @@ def build_pipeline(rules_dir: str | Path | None = None, language: str = "en") ->
     """A blank pipeline for ``language``: its tokenizer and lemma tables (as its language
     pack says), then the rule matcher over ``rules_dir`` with that language's words.
 
-    The loaded rules are at ``nlp.get_pipe("intake_rule_matcher").ruleset``.
+    The loaded rules are at ``nlp.get_pipe("intake_rule_matcher").ruleset``. A pipeline
+    reads requests without changing itself (its vocabulary only grows), so one is built
+    per process for the same rules files and language and shared: building one takes
+    seconds (thousands of patterns, a lemma dictionary, a Hyperscan database).
     """
-    pack = load_rules(rules_dir).languages[language]
+    ruleset = load_rules(rules_dir)
+    built_as = (str(rules_source(rules_dir).path), ruleset.digest, language)
+    nlp = _BUILT.get(built_as)
+    if nlp is not None:
+        return nlp
+    pack = ruleset.languages[language]
     nlp = spacy.blank(pack.tokenizer)
     nlp.add_pipe("intake_lemmatizer", config={"sources": list(pack.lemmas)})
     nlp.add_pipe("intake_rule_matcher", config={"rules_dir": None if rules_dir is None else str(rules_dir),
                                                 "language": language})
+    if len(_BUILT) >= 16:
+        _BUILT.clear()
+    _BUILT[built_as] = nlp
     return nlp
+
+
+#: (rules folder, digest of its files, language) -> the pipeline built for them
+_BUILT: dict[tuple[str, str, str], Language] = {}
 
 
 def analyse_docs(nlp: Language, requests: Iterable[NormalisedRequest], batch_size: int = 256) -> Iterator[Doc]:

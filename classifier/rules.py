@@ -192,6 +192,7 @@ class _PackSchema(BaseModel):
     tokenizer: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
     lemmas: list[str] | None = None
     function_words: list[str] | None = None
+    false_friends: list[str] | None = None
     word_order: Literal["fixed", "free"] | None = None
     words: dict[str, list[str]] = {}
     regex: dict[str, list[str]] = {}
@@ -216,6 +217,9 @@ class LanguagePack:
     lemmas: tuple[str, ...] = ()
     #: the language's commonest small words, which tell it from another when the detector hesitates
     function_words: tuple[str, ...] = ()
+    #: English (and ``any:``) words that are ordinary words of this language with another
+    #: meaning (Polish "do", Portuguese "pro", German "die"): they do not count in it
+    false_friends: tuple[str, ...] = ()
     #: ``free``: the rules' ``then`` conditions are read as ``near`` (terms in any order)
     word_order: str = "fixed"
     words: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -516,6 +520,8 @@ def parse_pack(raw: dict[str, Any], file: Path, packs: dict[str, LanguagePack]) 
         pack.word_order = parsed.word_order
     if parsed.function_words is not None:
         pack.function_words = tuple(w.lower() for w in parsed.function_words)
+    if parsed.false_friends is not None:
+        pack.false_friends = pack.false_friends + tuple(w.lower() for w in parsed.false_friends)
     for name, entries in parsed.words.items():
         line = raw["words"].get("__line__", 0)
         if not all(e.strip() for e in entries):
@@ -665,16 +671,24 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
     files = sorted(root.rglob("*.yaml"))
     if not files:
         raise RulesError(Errors.E002.format(path=root))
-    rules: list[Rule] = []
-    concepts: dict[str, Concept] = {}
-    templates: dict[str, dict[str, Any]] = {}
-    seen: dict[str, str] = {}
-    packs: dict[str, LanguagePack] = {}
+    entries = []
     digest, vocabulary_digest = hashlib.sha256(), hashlib.sha256()
     for path in files:
         _check_regular(path)
         entry = path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes()
         digest.update(entry)
+        entries.append((path, entry))
+    # the same files were read before in this process: every pipeline, service and check
+    # asks for them, and parsing a thousand lines of YAML per language takes a second
+    loaded_as = (str(root), digest.hexdigest())
+    if loaded_as in _LOADED:
+        return _LOADED[loaded_as]
+    rules: list[Rule] = []
+    concepts: dict[str, Concept] = {}
+    templates: dict[str, dict[str, Any]] = {}
+    seen: dict[str, str] = {}
+    packs: dict[str, LanguagePack] = {}
+    for path, entry in entries:
         data = read_yaml(path)
         if isinstance(data, dict) and isinstance(data.get("rules"), list):
             rules.extend(parse_rule(raw, path, seen) for raw in data["rules"])
@@ -693,5 +707,14 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
             raise RulesError(Errors.E014.format(file=path, key="rules"))
     _check_references(rules, concepts)
     languages = _check_packs(packs, rules, concepts)
-    return RuleSet(rules=rules, concepts=concepts, templates=templates, files=files, digest=digest.hexdigest(),
-                   vocabulary_digest=vocabulary_digest.hexdigest(), languages=languages)
+    ruleset = RuleSet(rules=rules, concepts=concepts, templates=templates, files=files, digest=digest.hexdigest(),
+                      vocabulary_digest=vocabulary_digest.hexdigest(), languages=languages)
+    if len(_LOADED) >= 8:
+        _LOADED.clear()
+    _LOADED[loaded_as] = ruleset
+    return ruleset
+
+
+#: (rules folder, digest of its files) -> the rules loaded from them: loaded rules are
+#: never changed, so one load serves every pipeline of the process
+_LOADED: dict[tuple[str, str], RuleSet] = {}
