@@ -343,10 +343,12 @@ class RuleMatcher:
                 if word.startswith("="):
                     form_docs.append(nlp.make_doc(word[1:]))
                 else:
-                    lemma_docs.append(english_lemmatize(nlp.make_doc(word.lower())))
-                    # ... and as written: the language's lemmatizer may take an English word
-                    # for one of its own ("page" for the Spanish "pagar")
-                    form_docs.append(nlp.make_doc(word.lower()))
+                    as_english = english_lemmatize(nlp.make_doc(word.lower()))
+                    lemma_docs.append(as_english)
+                    # ... and as written, where the language's lemmatizer takes the English
+                    # word for one of its own ("page" for the Spanish "pagar")
+                    if [t.lemma for t in as_english] != [t.lemma for t in lemmatize(nlp.make_doc(word.lower()))]:
+                        form_docs.append(nlp.make_doc(word.lower()))
             self._names[strings.add(key)] = tuple(sorted(names))
             if lemma_docs:
                 self._by_lemma.add(key, lemma_docs)
