@@ -253,13 +253,20 @@ def _tokens_over(starts: list[int], ends: list[int], a: int, b: int) -> Span | N
 
 def _near(lists: list[list[Span]], within: int) -> list[Span]:
     """Spans holding one occurrence of every term, in any order, at most ``within`` words
-    from the first term's start to the last one's start; one per occurrence of the first term."""
+    from the first term's start to the last one's start; one per occurrence of the first term.
+    Each list is in order, so the nearest occurrence of a term is found by bisection (the
+    earlier of two as near, as ``min`` over the list would pick)."""
     out = []
+    others = [(spans, [s[0] for s in spans]) for spans in lists[1:]]
     for start, end in lists[0]:
         lo, hi = start, end
-        for spans in lists[1:]:
-            best = min(spans, key=lambda s: abs(s[0] - start))
-            if abs(best[0] - start) > within:
+        for spans, starts in others:
+            i = bisect_left(starts, start)
+            best, distance = (spans[i], starts[i] - start) if i < len(starts) else (None, 0)
+            if i > 0 and (best is None or start - starts[i - 1] <= distance):
+                before = starts[i - 1]
+                best, distance = spans[bisect_left(starts, before)], start - before
+            if distance > within:
                 break
             lo, hi = min(lo, best[0]), max(hi, best[1])
         else:

@@ -608,3 +608,31 @@ def test_a_catastrophic_regex_of_an_included_concept_reports_the_rules_using_the
 
 def test_regex_time_limit_is_short() -> None:
     assert 0 < REGEX_TIME_LIMIT <= 0.1
+
+
+def test_near_picks_the_nearest_occurrence_as_a_scan_of_every_occurrence_would() -> None:
+    """``_near`` finds each term's nearest occurrence by bisection; on ties (one before and
+    one after, or several at the same start) it must pick what ``min`` over the list picks."""
+    import random
+
+    from classifier.matching import _near
+
+    def by_scan(lists, within):
+        out = []
+        for start, end in lists[0]:
+            lo, hi = start, end
+            for spans in lists[1:]:
+                best = min(spans, key=lambda s: abs(s[0] - start))
+                if abs(best[0] - start) > within:
+                    break
+                lo, hi = min(lo, best[0]), max(hi, best[1])
+            else:
+                out.append((lo, hi))
+        return out
+
+    rng = random.Random(7)
+    for _ in range(2000):
+        lists = [sorted((a, a + rng.randint(1, 3)) for a in (rng.randint(0, 30) for _ in range(rng.randint(1, 6))))
+                 for _ in range(rng.randint(2, 4))]
+        within = rng.randint(0, 10)
+        assert _near(lists, within) == by_scan(lists, within)
