@@ -8,7 +8,6 @@ one function, :func:`combine_clause`, so the policy reads in one place.
 from __future__ import annotations
 
 import heapq
-
 import math
 import re
 from dataclasses import dataclass, field
