@@ -1,10 +1,16 @@
 """First stage: turn a raw request (plain text, HTML or an e-mail) into one text
 whose parts are labelled, so later stages know what the customer wrote now.
 
-Segments: ``subject``; ``prose`` (the new message); ``code`` (code blocks, stack
-traces, pasted log lines); ``quoted`` (earlier replies); ``signature`` (sign-offs
-and disclaimers); ``hidden`` (HTML comments, which a person never sees but an
-automated reader does). Rules choose which segments they read.
+Segments: ``subject``; ``prose`` (the new message); ``heading`` (headings and the
+labels of issue templates: "## Expected behavior", "**Steps to reproduce**",
+"Actual Results:" on a line of their own); ``code`` (fenced blocks, inline code, stack
+traces, log lines, shell sessions and commands, configuration, Markdown tables);
+``quoted`` (earlier replies, forum quotes, the support side of a chat transcript);
+``signature`` (sign-offs and disclaimers); ``hidden`` (HTML comments, which a person
+never sees but an automated reader does). Rules choose which segments they read.
+
+Markdown is read with markdown-it-py (fences and their language tag, headings,
+tables); the rest is read line by line.
 """
 from __future__ import annotations
 
@@ -12,6 +18,11 @@ import html
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from functools import lru_cache
+from itertools import groupby
+from operator import itemgetter
+
+from markdown_it import MarkdownIt
 
 #: Longest request body classified; the rest is cut and the cut is reported.
 MAX_TEXT_CHARS = 20_000
@@ -26,9 +37,33 @@ _SKIP_TAGS = {"script", "style", "head", "title"}
 # every split of a long indent, a cost growing with the square of its length.
 _QUOTE_HEADER = re.compile(
     r"^\s*+(?:On .{0,200}wrote:\s*$|Am .{0,200}schrieb.{0,100}:\s*$|El .{0,200}escribió:\s*$"
-    r"|Em .{0,200}escreveu:\s*$|-{2,}\s*Original Message\s*-{2,}|-{2,}\s*Forwarded message\s*-{2,}"
-    r"|From:\s.{0,200}$|-----\s*Исходное сообщение)",
+    r"|Em .{0,200}escreveu:\s*$|Le .{0,200}a écrit\s?:\s*$|W dniu .{0,200}napisał(?:a|\(a\))?:\s*$"
+    r"|\d[^\n]{0,200}пишет:\s*$|-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|Message d'origine"
+    r"|Mensaje original|Mensagem original|Wiadomość oryginalna|Исходное сообщение)\s*-{2,}"
+    r"|-{2,}\s*Forwarded message\s*-{2,}|(?:From|Von|De|Od|От):\s.{0,200}$|-----\s*Исходное сообщение)",
     re.I)
+#: the start and end of a forum quote: "[quote]", "[quote="Anna"]", "[/quote]"
+_BBCODE_QUOTE = re.compile(r"\[(/?)quote\b[^\]\n]{0,100}\]", re.I)
+#: a line of a chat transcript said by the support side: "[10:42] Agent: …", "Bot: …"
+_SUPPORT_SPEAKER = re.compile(
+    r"^\s*+(?:\[[\d:. ]{3,12}\]\s*|\d{1,2}:\d\d(?::\d\d)?\s+)?(?:[\w .-]{0,30}\(\s*)?(?:agent|support|operator|bot"
+    r"|assistant|virtual assistant|helpdesk|оператор|поддержка|бот|ассистент|supporter|soporte|agente|suporte|atendente"
+    r"|konsultant|wsparcie|conseiller|assistance)\b[^:\n]{0,30}:\s", re.I)
+#: a line of a chat transcript said by anyone ("[10:43] Anna: …"), which ends the support side's turn
+_ANY_SPEAKER = re.compile(r"^\s*+(?:\[[\d:. ]{3,12}\]|\d{1,2}:\d\d(?::\d\d)?)\s*[^:\n]{1,40}:\s|^\s*+[\w .()-]{1,30}:\s")
+#: a heading on a line of its own: Markdown "## …", or a short bold line, or a short label
+#: ending in a colon ("Steps to Reproduce:", "Actual Results:")
+_LABEL_LINE = re.compile(
+    r"^\s*+(?:#{1,6}[ \t]+[^\n]{1,80}?|(?:\*\*|__)[^*_\n]{1,60}(?:\*\*|__)[ \t]*:?"
+    r"|(?:\*\*|__)?[^\W\d_][^\W_]*(?:[ /-][^\W\d_][^\W_]*){0,3}[ \t]*:(?:\*\*|__)?)[ \t]*$")
+#: inline code in a line of prose: `crm.item.list`, ``docker compose up``
+_INLINE_CODE = re.compile(r"(`{1,2})([^`\n]{1,200}?)\1")
+#: inline code that is rather a name in the interface: `Save`, `CRM > Deals`
+_UI_NAME = re.compile(r"[^\W\d_][\w\s]{0,40}(?:[>→»][\w\s]{1,40})+|(?:[A-ZА-Я][\w-]*)(?: [A-ZА-Я][\w-]*){0,2}")
+#: what suggests a text is Markdown: a fence, an ATX heading, a table row
+_MARKDOWN_HINT = re.compile(r"^ {0,3}(?:```|~~~|#{1,6} |\|[^\n]*\|[ \t]*$)", re.M)
+#: fence language tags whose content is prose to read, not code
+_PROSE_FENCES = {"text", "txt", "plain", "plaintext", "markdown", "md"}
 _SIGNOFF = re.compile(
     r"^\s*+(?:--\s*$|(?:best|kind|warm)?\s*regards\b.{0,30}$|thanks(?: in advance)?[,!.]?\s*$"
     r"|thank you[,!.]?\s*$|cheers[,!.]?\s*$|sincerely[,!.]?\s*$|mit freundlichen grüßen.{0,10}$"
@@ -40,13 +75,38 @@ _CODE_LINE = re.compile(
     r"^\s*+(?:#\d+\s+[/\w{]|at\s+[\w$.<>]+\(|Stack trace:|Traceback \(most recent|PHP (?:Fatal|Warning|Notice|Parse|Deprecated)\b"
     r"|\[\d{1,2}-\w{3}-\d{4}[ T]|\[(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun) \w{3} |\d{4}[/-]\d\d[/-]\d\d[ T]\d\d:\d\d(?::\d\d)?"
     r"|\w+\.(?:php|js|py):\d+|File \"|(?<=\s{4})\S|(?<=\t)\S|<\?php|\$\w+\s*=|(?:function|class|namespace|use)\s+[\w\\]+.{0,80}[;{(]\s*$"
-    r"|[{}\];]\s*$|(?:SELECT|INSERT|UPDATE|DELETE)\s.{0,200}\b(?:FROM|INTO|SET|WHERE)\b)",
+    r"|[{}\];]\s*$|(?:SELECT|INSERT|UPDATE|DELETE)\s.{0,200}\b(?:FROM|INTO|SET|WHERE)\b"
+    # a shell prompt: "$ ls", "root@srv:~# ls", "PS C:\\> dir"
+    r"|(?:\$|[\w.-]+@[\w.-]+(?::[^\s$#]*)?[$#]|PS [A-Za-z]:\\[^>\n]*>)[ \t]+\S"
+    # a command typed without a prompt, in lower case as it is typed: "docker compose up -d", "php -v"
+    r"|(?:sudo[ \t]+)?(?:docker(?:-compose)?|git|npm|npx|yarn|composer|php|curl|wget|apt(?:-get)?|yum|dnf|systemctl"
+    r"|kubectl|pip3?|python3?|node|mysql(?:dump)?|psql|chmod|chown|tar|unzip|crontab)[ \t]+(?:-{1,2}\w|[./~$]"
+    r"|(?:run|build|exec|compose|up|down|pull|push|clone|install|update|upgrade|start|stop|restart|status|logs|ps"
+    r"|init|require|checkout|commit|config|reload|images|inspect)\b)"
+    # an import line of Python or JavaScript
+    r"|import[ \t]+[\w.{},* ]+(?:[ \t]+from[ \t]+\S+|[ \t]+as[ \t]+\w+)?;?[ \t]*$|from[ \t]+[\w.]+[ \t]+import[ \t]"
+    # a Markdown table row
+    r"|\|.*\|[ \t]*$)",
 )
 
 #: any of the line patterns above: a line matching none of them (and not starting with
-#: ">") in the prose part is prose, found with one regex call instead of five
+#: ">", see _plain_prose) in the prose part is prose, found with one regex call instead of five
 _ANY_LINE_PATTERN = re.compile("|".join(f"(?{'i' if rx.flags & re.I else ''}:{rx.pattern})"
                                          for rx in (_FENCE, _QUOTE_HEADER, _SIGNOFF, _DISCLAIMER, _CODE_LINE)))
+
+
+def _plain_prose(line: str) -> bool:
+    """Whether a line is prose whatever the state: no line pattern, quote, chat speaker or
+    label matches it. The cheap character tests go first: most lines have no "[" and do
+    not end in a colon."""
+    if _ANY_LINE_PATTERN.match(line) or line.lstrip().startswith(">"):
+        return False
+    if "[" in line and _BBCODE_QUOTE.search(line):
+        return False
+    if ":" in line and _SUPPORT_SPEAKER.match(line):
+        return False
+    end = line.rstrip()[-1:]
+    return not ((end in (":", "*", "_") or line.lstrip().startswith("#")) and _LABEL_LINE.match(line))
 
 
 #: spaCy's tokenizer splits prefixes and suffixes one at a time, and its cost grows
@@ -124,6 +184,8 @@ class _HTMLToText(HTMLParser):
             self._quote += 1
         if tag in _BLOCK_TAGS:
             self.out.append("\n")
+        if tag == "li":  # a list item keeps its bullet, so a list still reads as one
+            self.out.append("- ")
 
     def handle_endtag(self, tag):  # noqa: D102
         if tag in _SKIP_TAGS and self._skip:
@@ -158,19 +220,59 @@ def html_to_text(markup: str) -> tuple[str, list[str]]:
     return text.strip(), parser.comments
 
 
-def _line_kinds(lines: list[str]) -> list[str]:
+@lru_cache(maxsize=1)
+def _markdown() -> MarkdownIt:
+    return MarkdownIt("commonmark").enable("table")
+
+
+def _markdown_kinds(text: str, n_lines: int) -> list[str | None]:
+    """Kind of each line that Markdown structure decides: fenced code (by its language
+    tag), tables, headings; ``None`` for the lines it leaves to the line patterns."""
+    kinds: list[str | None] = [None] * n_lines
+    for token in _markdown().parse(text):
+        if not token.map or token.level:
+            continue
+        first, last = token.map
+        if token.type == "fence":
+            tag = token.info.split()[0].lower() if token.info.strip() else ""
+            kinds[first] = kinds[min(last, n_lines) - 1] = "code"  # the fence lines themselves
+            for i in range(first + 1, min(last, n_lines) - 1):
+                kinds[i] = None if tag in _PROSE_FENCES else "code"
+        elif token.type == "table_open":
+            for i in range(first, min(last, n_lines)):
+                kinds[i] = "code"
+        elif token.type == "heading_open":
+            kinds[first] = "heading"
+    return kinds
+
+
+def _line_kinds(lines: list[str], markdown: list[str | None] | None = None) -> list[str]:
     kinds = ["prose"] * len(lines)
     in_fence = False
+    in_forum_quote = False
+    support_turn = False  # in a chat transcript, the support side is speaking
     state = "prose"  # becomes "quoted" or "signature" for the rest of the message
     for i, line in enumerate(lines):
-        if state == "prose" and not in_fence and not _ANY_LINE_PATTERN.match(line) and not line.lstrip().startswith(">"):
+        decided = markdown[i] if markdown else None
+        if decided == "code" and _FENCE.match(line):
+            in_fence = False  # markdown-it-py has paired the fences
+        if (state == "prose" and not in_fence and not in_forum_quote and not support_turn and decided is None
+                and _plain_prose(line)):
             continue  # prose (the steps below would change nothing)
-        if _FENCE.match(line):
+        if markdown is None and _FENCE.match(line):
             kinds[i] = "code"
             in_fence = not in_fence
             continue
         if in_fence:
             kinds[i] = "code"
+            continue
+        if _BBCODE_QUOTE.search(line):
+            opened = [m.group(1) != "/" for m in _BBCODE_QUOTE.finditer(line)]
+            kinds[i] = "quoted"
+            in_forum_quote = opened[-1]
+            continue
+        if in_forum_quote:
+            kinds[i] = "quoted"
             continue
         if state == "prose":
             if _QUOTE_HEADER.match(line):
@@ -183,11 +285,46 @@ def _line_kinds(lines: list[str]) -> list[str]:
             state = "quoted"
         if state != "prose":
             kinds[i] = state
-        elif line.lstrip().startswith(">"):
+            continue
+        if _SUPPORT_SPEAKER.match(line):
+            support_turn = True
+        elif support_turn and (not line.strip() or _ANY_SPEAKER.match(line)):
+            support_turn = False
+        if support_turn or line.lstrip().startswith(">"):
             kinds[i] = "quoted"
+        elif decided is not None:
+            kinds[i] = decided
         elif _CODE_LINE.match(line):
             kinds[i] = "code"
+        elif _LABEL_LINE.match(line) and _is_label(line):
+            kinds[i] = "heading"
     return kinds
+
+
+def _is_label(line: str) -> bool:
+    """A heading-like line is a heading unless it is a long Markdown title or starts in
+    lower case (chat text: "anyway:")."""
+    bare = line.strip().lstrip("#").strip().strip("*_").strip()
+    return bool(bare) and len(bare.split()) <= 8 and not bare[0].islower()
+
+
+def _fragments(line: str, kind: str) -> list[tuple[str, str]]:
+    """A line as (kind, text) pieces: inline code in prose becomes ``code``, unless it
+    names something in the interface (`Save`, `CRM > Deals`)."""
+    if kind != "prose" or "`" not in line:
+        return [(kind, line)]
+    out: list[tuple[str, str]] = []
+    pos = 0
+    for m in _INLINE_CODE.finditer(line):
+        if _UI_NAME.fullmatch(m.group(2).strip()):
+            continue
+        if m.start() > pos:
+            out.append(("prose", line[pos:m.start()]))
+        out.append(("code", m.group(0)))
+        pos = m.end()
+    if pos < len(line):
+        out.append(("prose", line[pos:]))
+    return out
 
 
 _MORE_TO_SAY = re.compile(r"^\s*+(?:p\.?\s?s\b|one more|also\b|another\b|btw\b|by the way|and\b|but\b|however\b)", re.I)
@@ -254,24 +391,33 @@ def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEX
         comments = [r.text for r in results]
         masked += [k for r in results for k in r.kinds]
     text, subject, comments = defuse(text), defuse(subject), [defuse(c) for c in comments]
-    pieces: list[tuple[str, str]] = []
+    # (kind, text, whether it starts a new line)
+    pieces: list[list] = []
     if subject:
-        pieces.append(("subject", subject))
+        pieces.append(["subject", subject, True])
     lines = text.split("\n")
-    for line, kind in zip(lines, _line_kinds(lines)):
-        if pieces and pieces[-1][0] == kind:
-            pieces[-1] = (kind, pieces[-1][1] + "\n" + line)
+    hint = ("`" in text or "~~~" in text or "#" in text or "|" in text) and _MARKDOWN_HINT.search(text)
+    markdown = _markdown_kinds(text, len(lines)) if hint else None
+    for kind, run in groupby(zip(lines, _line_kinds(lines, markdown)), key=itemgetter(1)):
+        run_lines = [line for line, _ in run]
+        if kind != "prose" or not any("`" in line for line in run_lines):
+            fragments = [(kind, "\n".join(run_lines), True)]
         else:
-            pieces.append((kind, line))
+            fragments = [(k, frag, j == 0) for line in run_lines for j, (k, frag) in enumerate(_fragments(line, kind))]
+        for frag_kind, frag, new_line in fragments:
+            if pieces and pieces[-1][0] == frag_kind:
+                pieces[-1][1] += ("\n" if new_line else "") + frag
+            else:
+                pieces.append([frag_kind, frag, new_line])
     for comment in comments:
-        pieces.append(("hidden", comment))
+        pieces.append(["hidden", comment, True])
     out: list[str] = []
     segments: list[Segment] = []
     pos = 0
-    for kind, piece in pieces:
+    for kind, piece, new_line in pieces:
         if not piece.strip():
             continue
-        if out:
+        if out and new_line:
             out.append("\n")
             pos += 1
         segments.append(Segment(kind, pos, pos + len(piece)))

@@ -31,15 +31,16 @@ MAX_RULES_FILE_BYTES = 2 * 1024 * 1024
 DEFAULT_RULES_DIR = bundled("rules")
 
 KINDS = ("clause", "severity", "info", "delay", "flag")
-SEGMENTS = ("subject", "prose", "code", "quoted", "signature", "hidden")
-#: What each kind of rule reads by default. Clause rules ignore pasted logs and
-#: quoted replies so a stack trace mentioning ``mysqli`` is not a database question.
+SEGMENTS = ("subject", "prose", "heading", "code", "quoted", "signature", "hidden")
+#: What each kind of rule reads by default. Clause rules ignore pasted logs, quoted
+#: replies and headings, so a stack trace mentioning ``mysqli`` is not a database
+#: question and an issue template's "Expected behavior" is not an error report.
 DEFAULT_SEGMENTS: dict[str, tuple[str, ...]] = {
     "clause": ("subject", "prose"),
-    "severity": ("subject", "prose"),
-    "info": ("subject", "prose", "code", "signature"),
-    "delay": ("subject", "prose", "signature"),
-    "flag": ("subject", "prose", "code", "signature"),
+    "severity": ("subject", "prose", "heading"),
+    "info": ("subject", "prose", "heading", "code", "signature"),
+    "delay": ("subject", "prose", "heading", "signature"),
+    "flag": ("subject", "prose", "heading", "code", "signature"),
 }
 #: Labels a rule of each kind may give.
 KIND_LABELS: dict[str, tuple[str, ...]] = {

@@ -30,8 +30,9 @@ def test_html_block_tags_become_line_breaks_and_entities_are_decoded() -> None:
             "<li>Delete</li></ul></body></html>")
     norm = normalise(body)
     assert norm.text == ("Hello & good morning,\n\nthe deal card shows \"Access denied\" for managers \u2013 since Monday."
-                         "\nSteps:\nopen CRM\nclick Deals\n\nCRM > Deals\n\nDelete")
-    assert [s.kind for s in norm.segments] == ["prose"]
+                         "\nSteps:\nopen CRM\nclick Deals\n\n- CRM > Deals\n\n- Delete")
+    # list items keep a bullet; "Steps:" alone on its line is a heading (see the Markdown tests below)
+    assert [s.kind for s in norm.segments] == ["prose", "heading", "prose"]
 
 
 def test_script_style_and_head_are_dropped() -> None:
@@ -275,3 +276,110 @@ def test_a_long_indent_costs_time_in_proportion_to_its_length(indent: str) -> No
     # linear: about the same per character (a quadratic cost would be 8 times as much)
     assert per_char[large] < 3 * per_char[small], per_char
     assert kind_of(normalise(text(small), max_chars=100_000), "at BX.Crm") == "code"
+
+
+# ------------------------------------------------------------------ how real requests are written
+# Each form below is read one way by the normaliser; each test fails when its handling is removed.
+
+ISSUE_TEMPLATE = """## Describe the bug
+The deal list is empty for managers.
+
+### Steps to reproduce
+
+### Expected behavior
+All deals are listed.
+"""
+
+
+def test_markdown_headings_of_an_issue_template_are_headings_and_their_content_prose() -> None:
+    norm = normalise(ISSUE_TEMPLATE)
+    assert kind_of(norm, "## Describe the bug") == "heading"
+    assert kind_of(norm, "### Steps to reproduce") == "heading"
+    assert kind_of(norm, "### Expected behavior") == "heading"
+    assert kind_of(norm, "The deal list is empty") == "prose"
+    assert kind_of(norm, "All deals are listed.") == "prose"
+
+
+@pytest.mark.parametrize("label", ["Steps to Reproduce:", "Actual Results:", "**Expected behavior**", "Шаги воспроизведения:"])
+def test_a_template_label_alone_on_its_line_is_a_heading(label: str) -> None:
+    norm = normalise(f"Reproducible: Always\n{label}\nthe browser closes")
+    assert kind_of(norm, label) == "heading"
+    assert kind_of(norm, "Reproducible: Always") == "prose"
+
+
+def test_a_label_with_its_content_on_the_line_stays_prose() -> None:
+    norm = normalise("Steps to reproduce: open any task and change the deadline.")
+    assert [s.kind for s in norm.segments] == ["prose"]
+
+
+@pytest.mark.parametrize("tag", ["shell", "bash", "json", "yaml", "log", ""])
+def test_a_fence_is_code_whatever_its_language_tag(tag: str) -> None:
+    norm = normalise(f"It fails here:\n```{tag}\nportal is down and nothing works\n```\nPlease help.")
+    assert kind_of(norm, "portal is down and nothing works") == "code"
+    assert kind_of(norm, "Please help.") == "prose"
+
+
+@pytest.mark.parametrize("tag", ["text", "markdown", "md"])
+def test_a_fence_tagged_as_text_holds_prose(tag: str) -> None:
+    norm = normalise(f"## Description\n```{tag}\nThe portal is down since the update.\n```\n")
+    assert kind_of(norm, "The portal is down since the update.") == "prose"
+
+
+def test_a_markdown_table_is_code() -> None:
+    norm = normalise("Environment:\n\n| item | value |\n|---|---|\n| PHP | 8.2 |\n| Bitrix24 | 24.100.0 |\n\nThe import fails.")
+    assert kind_of(norm, "| PHP | 8.2 |") == "code"
+    assert kind_of(norm, "The import fails.") == "prose"
+
+
+def test_inline_code_in_prose_is_code_and_the_words_around_it_prose() -> None:
+    norm = normalise("After `docker-compose up` the call `crm.item.list` returns 500.")
+    assert kind_of(norm, "`docker-compose up`") == "code"
+    assert kind_of(norm, "`crm.item.list`") == "code"
+    assert kind_of(norm, " returns 500.") == "prose"
+    assert norm.text == "After `docker-compose up` the call `crm.item.list` returns 500."
+
+
+def test_inline_code_naming_the_interface_stays_prose() -> None:
+    norm = normalise("Open `CRM > Deals` and press `Save`.")
+    assert [s.kind for s in norm.segments] == ["prose"]
+
+
+@pytest.mark.parametrize("line", ["$ docker compose logs php", "root@crm:~# php -v", "PS C:\\Users\\admin> Get-Service",
+                                  "docker run -v /data:/data app", "git clone https://github.com/acme/sdk.git",
+                                  "import pandas as pd", "from fast_bitrix24 import Bitrix", "composer require acme/b24-sdk"])
+def test_shell_sessions_commands_and_imports_are_code(line: str) -> None:
+    norm = normalise(f"I did this:\n{line}\nand it fails.")
+    assert kind_of(norm, line) == "code"
+
+
+def test_a_sentence_that_starts_with_a_tool_name_stays_prose() -> None:
+    norm = normalise("docker containers don't start after the reboot.")
+    assert [s.kind for s in norm.segments] == ["prose"]
+
+
+def test_a_forum_quote_in_bbcode_is_quoted() -> None:
+    norm = normalise('[quote="Anna"]Our portal is down\nsince the update[/quote]\n+1, same for us after 24.300.0')
+    assert kind_of(norm, "Our portal is down") == "quoted"
+    assert kind_of(norm, "since the update") == "quoted"
+    assert kind_of(norm, "+1, same for us") == "prose"
+
+
+def test_the_support_side_of_a_chat_transcript_is_quoted() -> None:
+    norm = normalise("[10:42] Agent (bot): Hello! Is your portal down?\nPlease describe it.\n"
+                     "[10:43] Customer: the deal card will not open\n[10:44] Operator: which browser?\n"
+                     "[10:45] Customer: Chrome, all managers")
+    assert kind_of(norm, "Hello! Is your portal down?") == "quoted"
+    assert kind_of(norm, "Please describe it.") == "quoted"
+    assert kind_of(norm, "the deal card will not open") == "prose"
+    assert kind_of(norm, "which browser?") == "quoted"
+    assert kind_of(norm, "Chrome, all managers") == "prose"
+
+
+@pytest.mark.parametrize("header", ["Le lun. 3 mars 2025 à 10:12, Support <support@example.com> a écrit :",
+                                    "W dniu 03.03.2025 o 10:12, Support pisze napisał:",
+                                    "-----Ursprüngliche Nachricht-----", "-----Mensaje original-----",
+                                    "03.03.2025 10:12, Support пишет:"])
+def test_reply_headers_of_other_languages_start_the_quoted_segment(header: str) -> None:
+    norm = normalise(f"Still broken.\n\n{header}\nPlease send the version.")
+    assert kind_of(norm, "Still broken.") == "prose"
+    assert kind_of(norm, "Please send the version.") == "quoted"
