@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from classifier import batch
 from classifier.classify import Classifier
 from classifier.cli import main
+from classifier.rules import load_rules
 from classifier.errors import RulesError
 from classifier.language import LanguageDetector, prose_for_detection
 from classifier.normalise import normalise
@@ -187,7 +188,8 @@ def test_english_pasted_into_a_spanish_request_is_found_as_written():
 
 def test_rules_check_runs_a_pack_and_names_the_concepts_it_lacks(toy_rules):
     run = CliRunner().invoke(main, ["rules", "check", "--rules", str(toy_rules), "--language", "zz"])
-    assert "zz (Toy): 80 rules" in run.output and "2 passed" not in run.output
+    n = len(load_rules().rules)
+    assert f"zz (Toy): {n} rules" in run.output and "2 passed" not in run.output
     assert "3 examples passed, 0 failed" in run.output
     assert "zz: rule 3.1.in.1 uses concept INSTALLATION_GUIDE, which has no zz words" in run.output
     assert "too few" in run.output
@@ -196,8 +198,9 @@ def test_rules_check_runs_a_pack_and_names_the_concepts_it_lacks(toy_rules):
 def test_the_bundled_languages_are_fully_covered():
     run = CliRunner().invoke(main, ["rules", "check"])
     assert run.exit_code == 0, run.output
+    n = len(load_rules().rules)
     for code in ("ru", "de", "es", "pt", "pl", "fr"):
-        assert f"{code}: 80 of 80 rules have >= 2 passing match and >= 1 no_match examples" in run.output
+        assert f"{code}: {n} of {n} rules have >= 2 passing match and >= 1 no_match examples" in run.output
         assert f"{code}: concepts: 0 used without {code} words; reply templates: all" in run.output
 
 
