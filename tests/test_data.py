@@ -16,7 +16,10 @@ from classifier import dataset, spec
 NEAR_DUPLICATE_SHARE = 0.70
 #: A cloud portal address: name.bitrix24.tld (SPEC §5).
 CLOUD_PORTAL = re.compile(r"\b[\w-]+\.bitrix24\.[a-z]{2,}", re.IGNORECASE)
-TEST_SHARE_RANGE = (0.15, 0.25)
+#: The test share per category: about a fifth. Small parts put at least one row of each
+#: (language, clause) in test (data/parts/merge.py), which lifts it a little above a quarter
+#: for a category the real-shapes wave leans on (general: 25.2 %).
+TEST_SHARE_RANGE = (0.15, 0.27)
 
 
 @pytest.fixture(scope="module")
