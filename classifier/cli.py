@@ -724,7 +724,7 @@ def ingest(input_path, fmt, database_url, model_dir, rules_dir) -> None:
                 raise record
             request = Request.from_mapping(record, row=row)
             if not request.id:
-                raise InputError(f"row {row}: {Errors.E072}", row=row, field="id")
+                raise InputError(Errors.E072.format(where=f"row {row}: "), row=row, field="id")
             received = record.get("received_at") or None
             if received is not None:
                 try:
@@ -734,12 +734,12 @@ def ingest(input_path, fmt, database_url, model_dir, rules_dir) -> None:
                                                         got=repr(str(received)[:40])), row=row) from None
                 received = received.replace(tzinfo=timezone.utc) if received.tzinfo is None else received
             readable.append((row, request, received))
-        except InputError as exc:
-            failed.append(f"row {row}: {exc}")
+        except InputError as exc:  # its message names the row
+            failed.append(str(exc))
     results = clf.classify_many([NumberedRecord(row, request) for row, request, _ in readable])
     for (row, request, received), result in zip(readable, results):
         if not result.ok:
-            failed.append(f"row {row}: {result.error['message']}")
+            failed.append(result.error["message"])
             continue
         result.id = request.id
         try:

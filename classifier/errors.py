@@ -98,7 +98,7 @@ class Errors:
     E070 = "[E070] Too many open connections (limit {limit}); retry shortly."
     # the desk: store, access, corrections (classifier/store.py, access.py, desk.py)
     E071 = "[E071] Cannot open the database {url}: {problem}. Set INTAKE_DATABASE_URL to a database intake can reach."
-    E072 = ("[E072] field 'id': a ticket needs an id (the helpdesk's ticket number), so that sending it again "
+    E072 = ("[E072] {where}field 'id': a ticket needs an id (the helpdesk's ticket number), so that sending it again "
             "does not store it twice.")
     E073 = ("[E073] Ticket {id} is stored already with another text; ticket ids are unique. Send it again "
             "unchanged, or give the new request an id of its own.")

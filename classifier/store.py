@@ -193,7 +193,7 @@ class Store:
         stored ticket, False) when this id was stored before with the same text.
         Raises :class:`TicketConflict` when the id is taken by another text."""
         if not request.id:
-            raise InputError(Errors.E072, field="id")
+            raise InputError(Errors.E072.format(where=""), field="id")
         text = masked_text(request.text)[0]
         subject = mask_secrets(request.subject).text if request.subject else None
         received = _utc(received_at) or now()
@@ -209,7 +209,7 @@ class Store:
                "created_by": by, "updated_at": now(), "updated_by": by}
         try:
             with self.engine.begin() as conn:
-                conn.execute(tickets.insert().values(**row))
+                seq = conn.execute(tickets.insert().values(**row)).inserted_primary_key[0]
         except IntegrityError:
             stored = self.get_ticket(request.id)
             if stored is None:  # pragma: no cover - an integrity error of another kind
@@ -218,7 +218,7 @@ class Store:
                 raise TicketConflict(Errors.E073.format(id=request.id)) from None
             return stored, False
         audit_log.info("who=%s action=store ticket=%s", by, request.id)
-        return self.get_ticket(request.id), True  # type: ignore[return-value]
+        return {**row, "seq": seq, "corrections": []}, True
 
     def get_ticket(self, ticket_id: str | None = None, *, seq: int | None = None) -> dict[str, Any] | None:
         """One ticket by id (or by ``seq``, the desk's number) with its corrections, oldest first."""

@@ -206,3 +206,31 @@ def test_a_desk_correction_is_exported_trains_and_is_evaluated(desk, tmp_path: P
     evaluated = CliRunner().invoke(main, ["evaluate", "--data", str(out)])
     assert evaluated.exit_code == 0, evaluated.output
     assert "| field (1 test rows) | rules only | model only (text only) | combined |" in evaluated.output
+
+
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)
+def test_ingest_stores_the_good_rows_and_reports_each_bad_one_with_its_row_number(url: str, tmp_path: Path,  # noqa: F811
+                                                                                   monkeypatch) -> None:
+    batch = tmp_path / "incoming.jsonl"
+    batch.write_text("\n".join([
+        json.dumps(DOWN),
+        json.dumps({"text": "no id on this one"}),
+        '{"id": "D-3", "text": "broken',
+        json.dumps({"id": "D-4", "text": "Export to Excel is empty since 24.300", "received_at": "yesterday"}),
+        json.dumps({"id": "D-5", "text": "How do I add a custom field to deals?", "received_at": "2026-03-02T08:15:00"}),
+    ]) + "\n", encoding="utf-8")
+    monkeypatch.setenv("INTAKE_DATABASE_URL", url)
+    first = CliRunner().invoke(main, ["ingest", "--input", str(batch)])
+    assert first.exit_code == 1
+    lines = first.stderr.splitlines()
+    assert lines[0] == "stored 2 new requests, 0 already stored, 3 failed"
+    assert lines[1] == ("  failed [E072] row 2: field 'id': a ticket needs an id (the helpdesk's ticket number), so "
+                        "that sending it again does not store it twice.")
+    assert lines[2] == "  failed [E030] row 3: not valid JSON: Invalid control character at column 30"
+    assert lines[3] == "  failed [E032] row 4: field 'received_at' must be an ISO 8601 time, got 'yesterday'."
+    store = Store.open(url)
+    assert store.get_ticket("D-5")["received_at"].isoformat() == "2026-03-02T08:15:00+00:00"
+    assert store.get_ticket("D-1")["created_by"] == "cli:ingest" and store.get_ticket("D-4") is None
+    again = CliRunner().invoke(main, ["ingest", "--input", str(batch)])
+    assert again.stderr.splitlines()[0] == "stored 0 new requests, 2 already stored, 3 failed"
+    store.close()
