@@ -13,6 +13,7 @@ stores and logs who wrote what.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from datetime import datetime
@@ -37,6 +38,7 @@ from .store import FILTERS, STATUSES, Store, now
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "intake_desk"
 SESSION_HOURS = 12
+LOGIN_CHECKS_AT_ONCE = 2
 #: Only our own files: no inline script, no other origin.
 SECURITY_HEADERS = {
     "content-security-policy": "default-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'",
@@ -109,6 +111,9 @@ def due_in(due: datetime, at: datetime) -> str:
 def add_desk(app: FastAPI, store: Store) -> None:
     """Mount the desk's pages, static files and session handling on ``app``."""
     clause_texts: dict[str, str] = {}
+    #: password checks at a time: each takes ~32 MiB and ~0.1 s (scrypt), so a flood of
+    #: logins waits here instead of filling the memory
+    login_slots = asyncio.Semaphore(LOGIN_CHECKS_AT_ONCE)
 
     def page(request: Request, name: str, status: int = 200, **context: Any) -> HTMLResponse:
         context.setdefault("user", request.session.get("user"))
@@ -152,7 +157,9 @@ def add_desk(app: FastAPI, store: Store) -> None:
             return page(request, "login.html", 403, error=Errors.E078, next=target)
         name, password = str(form.get("name") or ""), str(form.get("password") or "")
         stored = await run_in_threadpool(store.password_hash, name) if name else None
-        if not await run_in_threadpool(verify_password, password, stored):
+        async with login_slots:
+            known = await run_in_threadpool(verify_password, password, stored)
+        if not known:
             audit_log.info("who=- action=login_failed")
             return page(request, "login.html", 401, error="Wrong user name or password.", next=target)
         request.session.clear()  # a fresh session (and CSRF token) after logging in

@@ -26,7 +26,7 @@ from classifier.classify import Classifier
 from classifier.cli import main
 from classifier.desk import highlighted
 from classifier.service import create_app
-from classifier.store import Store, corrections, metadata, settings, tickets, users
+from classifier.store import Store, corrections, settings, tickets, users
 
 from test_store import url  # noqa: F401 - the SQLite / PostgreSQL database fixture
 
