@@ -998,25 +998,21 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
                                                       "is an error row"}, **errors})
 
     async def post_ticket(body: Any, request: StarletteRequest) -> Response:
-        """Store and classify a request; the same id again gives the stored ticket."""
+        """Classify and store a request; the same id again gives the stored ticket. A
+        new id is the common case, so the request is classified before the store is
+        asked (one trip to the database); a repeated one is classified in vain."""
         req = to_request(body, row=1)
         by = request.scope["state"].get("caller", "-")
-        stored = await run_in_threadpool(store.get_ticket, req.id)
-        if stored is None:
-            (row,) = await classify([req])
-            if row.error is not None:
-                return answer(row)
-            clf = app.state.classifier
-            try:
-                stored, created = await run_in_threadpool(
-                    store.add_ticket, req, json.loads(row.json), by=by, received_at=body.received_at,
-                    model_sha256=clf.manifest.get("model_sha256"), rules_digest=clf.rules_digest)
-            except TicketConflict as exc:
-                return _error(409, str(exc), "id")
-        else:
-            created = False
-            if not await run_in_threadpool(same_request, stored, req):
-                return _error(409, Errors.E073.format(id=req.id), "id")
+        (row,) = await classify([req])
+        if row.error is not None:
+            return answer(row)
+        clf = app.state.classifier
+        try:
+            stored, created = await run_in_threadpool(
+                store.add_ticket, req, json.loads(row.json), by=by, received_at=body.received_at,
+                model_sha256=clf.manifest.get("model_sha256"), rules_digest=clf.rules_digest)
+        except TicketConflict as exc:
+            return _error(409, str(exc), "id")
         return Response(_json_bytes(ticket_view(stored)), status_code=201 if created else 200,
                         media_type="application/json")
 
@@ -1104,15 +1100,6 @@ def ticket_model(request_model: type[BaseModel]) -> type[BaseModel]:
             return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
 
     return TicketRequest
-
-
-def same_request(stored: dict[str, Any], request: Request) -> bool:
-    """Whether ``request`` is the one stored (compared as stored: masked)."""
-    from .masking import mask_secrets
-    from .normalise import masked_text
-
-    subject = mask_secrets(request.subject).text if request.subject else None
-    return (stored["text"], stored["subject"]) == (masked_text(request.text)[0], subject)
 
 
 def ticket_view(ticket: dict[str, Any]) -> dict[str, Any]:

@@ -19,13 +19,15 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import threading
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from sqlalchemy import (JSON, Boolean, Column, DateTime, ForeignKey, Index, Integer, MetaData, String, Table, Text,
                         create_engine, event, func, select)
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
 from . import spec
@@ -157,6 +159,16 @@ class Store:
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
+        # SQLite has one writer at a time; a writer that finds the file locked sleeps in
+        # growing steps (up to 100 ms), so this process's writers queue here instead
+        self._write_lock = threading.Lock() if engine.dialect.name == "sqlite" else None
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A write transaction (one at a time on SQLite)."""
+        with self._write_lock if self._write_lock is not None else nullcontext():
+            with self.engine.begin() as conn:
+                yield conn
 
     @classmethod
     def open(cls, url: str | None = None) -> "Store":
@@ -208,8 +220,8 @@ class Store:
                "status": "open", "model_sha256": model_sha256, "rules_digest": rules_digest,
                "created_by": by, "updated_at": now(), "updated_by": by}
         try:
-            with self.engine.begin() as conn:
-                seq = conn.execute(tickets.insert().values(**row)).inserted_primary_key[0]
+            with self._writing() as conn:
+                seq = conn.execute(tickets.insert(), row).inserted_primary_key[0]
         except IntegrityError:
             stored = self.get_ticket(request.id)
             if stored is None:  # pragma: no cover - an integrity error of another kind
@@ -299,7 +311,7 @@ class Store:
                                   "severity": new["severity"], "updated_at": at, "updated_by": by}
         if new["severity"] != old.get("severity"):
             values["due_at"] = _utc(ticket["received_at"]) + timedelta(hours=spec.RESPONSE_TIME_HOURS[new["severity"]])
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             conn.execute(tickets.update().where(tickets.c.seq == ticket["seq"]).values(**values))
             conn.execute(corrections.insert(), [{"ticket_seq": ticket["seq"], **c, "by": by, "at": at,
                                                  "model_sha256": ticket["model_sha256"],
@@ -319,7 +331,7 @@ class Store:
         self._update(ticket_id, {"status": status}, by, f"status_{status}")
 
     def _update(self, ticket_id: str, values: dict[str, Any], by: str, action: str) -> None:
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             done = conn.execute(tickets.update().where(tickets.c.id == ticket_id)
                                 .values(**values, updated_at=now(), updated_by=by))
         if done.rowcount == 0:
@@ -339,7 +351,7 @@ class Store:
     # -- users and settings ----------------------------------------------------------------
     def add_user(self, name: str, password_hash: str) -> None:
         """Add a desk user, or set a new password for an existing one."""
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             done = conn.execute(users.update().where(users.c.name == name).values(password_hash=password_hash))
             if done.rowcount == 0:
                 conn.execute(users.insert().values(name=name, password_hash=password_hash, created_at=now()))
@@ -361,7 +373,7 @@ class Store:
         if value is not None:
             return value
         try:
-            with self.engine.begin() as conn:
+            with self._writing() as conn:
                 conn.execute(settings.insert().values(key=key, value=make()))
         except IntegrityError:  # another worker stored it first
             pass
