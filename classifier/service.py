@@ -885,6 +885,7 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
         keys = [new_api_key()]
         print(f"intake: no INTAKE_API_KEYS set; the API key of this run is {keys[0]}\n"
               f"intake: send it as 'Authorization: Bearer {keys[0]}'", file=sys.stderr, flush=True)
+    own_store = store is None
     if store is None:
         store = Store.open(database_url)
         log.info("store: %s", shown_url(str(store.engine.url)))
@@ -904,6 +905,8 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
             yield
         finally:
             worker.stop()  # queued work is dropped: in-flight requests had shutdown_timeout_s
+            if own_store:
+                store.close()
 
     app = FastAPI(title="intake", version=_versions()["intake-classifier"], lifespan=lifespan,
                   description="Pre-screen support requests against the Bitrix24 SLA (SPEC §1 in, SPEC §2 out).")

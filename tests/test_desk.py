@@ -171,6 +171,7 @@ def test_no_secret_of_the_credential_corpus_reaches_the_database_the_desk_or_the
     assert leaks == []
 
 
+@pytest.mark.parametrize("url", ["sqlite"], indirect=True)  # the export on both databases: tests/test_store.py
 def test_a_desk_correction_is_exported_trains_and_is_evaluated(desk, tmp_path: Path, monkeypatch) -> None:
     client, store = desk
     feature = {"id": "D-2", "channel": "live_chat",
