@@ -46,17 +46,17 @@ from classifier.classify import Classifier
 from classifier.service import _json_bytes
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from service_load import corpus, stop, start_server as start_service  # noqa: E402 - the sibling benchmark
+from service_load import AUTH, API_KEY, corpus, stop, start_server as start_service  # noqa: E402 - the sibling benchmark
 
 ROOT = Path(__file__).resolve().parent.parent
-JSON = {"content-type": "application/json"}
+JSON = {"content-type": "application/json", **AUTH}
 #: What a stalled client sends before it stops: nothing, part of the headers, or the
 #: headers and part of a body.
 STALLS = [
     b"",
     b"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n",
     b"POST /v1/classify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-    b"Content-Length: 5000\r\n\r\n{\"text\": \"the portal is",
+    b"Authorization: Bearer " + API_KEY.encode() + b"\r\nContent-Length: 5000\r\n\r\n{\"text\": \"the portal is",
 ]
 #: A stalled client whose connection the server ends comes back this much later.
 REOPEN_AFTER_S = 1.0

@@ -11,12 +11,18 @@ Starts ``intake serve`` on a free loopback port, then:
    seconds or ``--max-requests`` requests; a ``--bad-share`` of them are malformed
    (bad JSON, wrong content type, missing text, oversized body) and must get their
    4xx, every well-formed one must get 200 and exactly the in-process result;
-3. the batch endpoint: the same corpus in batches of ``--batch-size``.
+3. the batch endpoint: the same corpus in batches of ``--batch-size``;
+4. the desk's intake: ``--clients`` threads POST /v1/tickets (store and classify, in
+   the SQLite store, a new id each time) for ``--duration`` / 2 seconds, then
+   /v1/classify again for as long, so both are measured alike in the same run.
 
-Prints figures and ends with
+The server's store is a SQLite file in a temporary folder; every call carries the
+API key the server is started with. Prints figures and ends with
 ``service: X req/s, p50 A ms, p99 B ms, errors E; in-process: Y req/s; ratio R``
-(ratio = service / in-process). The load generator shares the machine with the
-server, so the ratio is a floor; it is reported, not asserted.
+(ratio = service / in-process) and
+``tickets: X req/s, p50 A ms, errors E; /v1/classify alike: Y req/s; ratio R``.
+The load generator shares the machine with the server, so the ratios are floors;
+they are reported, not asserted.
 """
 from __future__ import annotations
 
@@ -41,11 +47,14 @@ from classifier.classify import Classifier
 from classifier.service import MAX_BODY_BYTES, _json_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
-JSON = {"content-type": "application/json"}
+#: The key the benchmark's servers accept (INTAKE_API_KEYS) and every call sends.
+API_KEY = "benchmark-key"
+AUTH = {"authorization": f"Bearer {API_KEY}"}
+JSON = {"content-type": "application/json", **AUTH}
 #: Malformed requests and the status each must get.
 BAD = [
     (b'{"text": "site down since the update", ', JSON, 400),
-    (b"text=site+down", {"content-type": "application/x-www-form-urlencoded"}, 415),
+    (b"text=site+down", {"content-type": "application/x-www-form-urlencoded", **AUTH}, 415),
     (b'{"subject": "no text at all"}', JSON, 422),
     (b'{"text": "' + b"a" * (MAX_BODY_BYTES + 1) + b'"}', JSON, 413),
 ]
@@ -74,8 +83,10 @@ def start_server(args: argparse.Namespace, log_path: Path, preexec_fn=None) -> t
         cmd += ["--model", args.model]
     if getattr(args, "rules", None):
         cmd += ["--rules", args.rules]
+    env = {**os.environ, "INTAKE_API_KEYS": API_KEY,
+           "INTAKE_DATABASE_URL": f"sqlite:///{log_path.parent / 'intake.db'}"}
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, preexec_fn=preexec_fn)
+        proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=ROOT, preexec_fn=preexec_fn, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -197,7 +208,7 @@ def batch_load(url: str, reqs: list[dict], expected: list[dict], args: argparse.
     deadline = time.monotonic() + args.duration / 2
 
     def client() -> None:
-        with httpx.Client(base_url=url, timeout=300) as c:
+        with httpx.Client(base_url=url, headers=AUTH, timeout=300) as c:
             while time.monotonic() < deadline:
                 with lock:
                     k = next(counter)
@@ -217,6 +228,46 @@ def batch_load(url: str, reqs: list[dict], expected: list[dict], args: argparse.
     elapsed = run_clients(client, clients)
     return {"items": done[0], "rps": done[0] / elapsed, "errors": errors, "clients": clients,
             "p50": percentile_ms(latencies, 50)}
+
+
+def posting_load(url: str, path: str, reqs: list[dict], seconds: float, clients: int, run: str) -> dict:
+    """``clients`` threads POST the corpus to ``path`` for ``seconds``, each request with
+    an id of its own (``run`` keeps the ids of two runs apart); 201/200 is a success."""
+    counter = itertools.count()
+    lock = threading.Lock()
+    latencies: list[float] = []
+    errors: list[str] = []
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    deadline = time.monotonic() + seconds
+
+    def client() -> None:
+        lat, errs = [], []
+        conn = http.client.HTTPConnection(host, int(port), timeout=60)
+        while time.monotonic() < deadline:
+            with lock:
+                k = next(counter)
+            body = json.dumps({**reqs[k % len(reqs)], "id": f"{run}-{k}"}).encode()
+            t0 = time.perf_counter()
+            try:
+                conn.request("POST", path, body=body, headers=JSON)
+                resp = conn.getresponse()
+                resp.read()
+            except (OSError, http.client.HTTPException) as exc:
+                errs.append(f"{path} #{k}: {type(exc).__name__}")
+                conn.close()
+                conn = http.client.HTTPConnection(host, int(port), timeout=60)
+                continue
+            lat.append(time.perf_counter() - t0)
+            if resp.status not in (200, 201):
+                errs.append(f"{path} #{k}: status {resp.status}")
+        conn.close()
+        with lock:
+            latencies.extend(lat)
+            errors.extend(errs)
+
+    elapsed = run_clients(client, clients)
+    return {"done": len(latencies), "rps": len(latencies) / elapsed, "p50": percentile_ms(latencies, 50),
+            "errors": errors}
 
 
 def run_clients(client: Callable[[], None], n: int) -> float:
@@ -259,6 +310,8 @@ def main() -> None:
             s = single_load(url, reqs, expected, args)
             cpu1 = cpu_seconds(proc.pid)
             b = batch_load(url, reqs, expected, args)
+            t = posting_load(url, "/v1/tickets", reqs, args.duration / 2, args.clients, "tickets")
+            c = posting_load(url, "/v1/classify", reqs, args.duration / 2, args.clients, "classify")
         finally:
             stop(proc)
         log = log_path.read_text(encoding="utf-8", errors="replace")
@@ -282,6 +335,10 @@ def main() -> None:
               f"CPU ratio {1000 / base_rps / per:.2f} (what the ratio would be with a core of its own)")
     print(f"service: {s['rps']:.0f} req/s, p50 {s['p50']:.1f} ms, p99 {s['p99']:.1f} ms, errors {len(s['errors'])}; "
           f"in-process: {base_rps:.0f} req/s; ratio {s['rps'] / base_rps:.2f}")
+    for line in (t["errors"] + c["errors"])[:10]:
+        print("  error:", line)
+    print(f"tickets: {t['rps']:.0f} req/s ({t['done']} stored), p50 {t['p50']:.1f} ms, errors {len(t['errors'])}; "
+          f"/v1/classify alike: {c['rps']:.0f} req/s, p50 {c['p50']:.1f} ms; ratio {t['rps'] / c['rps']:.2f}")
 
 
 if __name__ == "__main__":

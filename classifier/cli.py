@@ -505,8 +505,10 @@ def schema() -> None:
 
 
 @main.command()
-@click.option("--data", "data_path", type=click.Path(path_type=Path), default=None,
-              help="Labelled requests, JSONL or CSV (default: data/tickets.jsonl).")
+@click.option("--data", "data_paths", type=click.Path(path_type=Path), multiple=True,
+              help="Labelled requests, JSONL or CSV (default: data/tickets.jsonl). Repeat it to train on several "
+                   "files as one, e.g. the corpus and the desk's corrections (intake feedback export): a file "
+                   "without a split column beside one with it gives training rows only.")
 @click.option("--out", "out_dir", type=click.Path(path_type=Path), default=None,
               help="Model folder to write (default in a source checkout: models/).")
 @click.option("--text-col", default="text", show_default=True, help="Column holding the request text.")
@@ -514,7 +516,7 @@ def schema() -> None:
 @click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A model parameter (repeatable), e.g. --param C=16 --param 'char_ngrams=[2,5]'.")
 @RULES_OPTION
-def train(data_path, out_dir, text_col, label_col, params, rules_dir) -> None:
+def train(data_paths, out_dir, text_col, label_col, params, rules_dir) -> None:
     """Train on the train split, evaluate on the test split, save model and manifest."""
     import json
     import time
@@ -542,7 +544,8 @@ def train(data_path, out_dir, text_col, label_col, params, rules_dir) -> None:
         out_dir = DEFAULT_MODEL_DIR
     start = time.perf_counter()
     try:
-        manifest = training.train(_labelled_data(data_path), out_dir,
+        data = list(data_paths) if data_paths else [_labelled_data(None)]
+        manifest = training.train(data, out_dir,
                                   text_col=text_col, label_col=label_col, rules_dir=rules_dir,
                                   params=chosen or None)
     except (IntakeError, ValueError) as exc:
@@ -670,6 +673,149 @@ def _compare(models, data_path, split, report_dir, text_col, label_col, rules_di
         click.echo(f"report written to {report_dir / 'compare.json'} and {report_dir / 'changes.csv'}")
 
 
+DATABASE_OPTION = click.option("--database", "database_url", default=None, envvar="INTAKE_DATABASE_URL",
+                               show_envvar=True, metavar="URL",
+                               help="The desk's database (default: sqlite:///intake.db, a file in the current "
+                                    "folder); postgresql://USER:PASSWORD@HOST/DB for PostgreSQL.")
+
+
+def _open_store(database_url: str | None):
+    from .store import Store
+
+    try:
+        return Store.open(database_url)
+    except IntakeError as exc:
+        _fail(exc)
+
+
+@main.command()
+@click.option("--input", "input_path", type=click.Path(path_type=Path, allow_dash=True), required=True,
+              help="Requests, JSONL or CSV ('-' for standard input); each needs an id.")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None, help="Input format (default: by extension).")
+@DATABASE_OPTION
+@MODEL_OPTION
+@RULES_OPTION
+def ingest(input_path, fmt, database_url, model_dir, rules_dir) -> None:
+    """Store and classify a batch of requests for the desk (as POST /v1/tickets does).
+
+    A request whose id is stored already is left as it is (the same text) or reported
+    (another text); a row that cannot be read is reported with its row number and the
+    other rows are stored. An optional received_at column (ISO 8601) says when the
+    helpdesk received each request. Exit status: 0, or 1 when some rows failed.
+    """
+    from datetime import datetime, timezone
+
+    from . import batch
+    from .errors import InputError
+    from .request import NumberedRecord, Request
+
+    store = _open_store(database_url)
+    clf = _load_classifier(model_dir, rules_dir)
+    try:
+        records = list(batch.read_requests(input_path, fmt))
+    except IntakeError as exc:
+        _fail(exc)
+    new = known = 0
+    failed: list[str] = []
+    readable = []
+    for row, record in records:
+        try:
+            if isinstance(record, InputError):
+                raise record
+            request = Request.from_mapping(record, row=row)
+            if not request.id:
+                raise InputError(Errors.E072.format(where=f"row {row}: "), row=row, field="id")
+            received = record.get("received_at") or None
+            if received is not None:
+                try:
+                    received = datetime.fromisoformat(str(received))
+                except ValueError:
+                    raise InputError(Errors.E032.format(row=row, field="received_at", expected="an ISO 8601 time",
+                                                        got=repr(str(received)[:40])), row=row) from None
+                received = received.replace(tzinfo=timezone.utc) if received.tzinfo is None else received
+            readable.append((row, request, received))
+        except InputError as exc:  # its message names the row
+            failed.append(str(exc))
+    results = clf.classify_many([NumberedRecord(row, request) for row, request, _ in readable])
+    for (row, request, received), result in zip(readable, results):
+        if not result.ok:
+            failed.append(result.error["message"])
+            continue
+        result.id = request.id
+        try:
+            _, created = store.add_ticket(request, result.to_dict(), by="cli:ingest", received_at=received,
+                                          model_sha256=clf.manifest.get("model_sha256"), rules_digest=clf.rules_digest)
+        except IntakeError as exc:
+            failed.append(f"row {row}: {exc}")
+            continue
+        new, known = new + created, known + (not created)
+    click.echo(f"stored {new} new requests, {known} already stored, {len(failed)} failed", err=True)
+    for line in failed[:50]:
+        click.echo(f"  failed {line}", err=True)
+    if failed:
+        sys.exit(1)
+
+
+@main.group()
+def users() -> None:
+    """Desk users (agents who log in to /desk)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from the first line of standard input "
+                                                     "instead of asking for it.")
+@DATABASE_OPTION
+def users_add(name: str, password_stdin: bool, database_url: str | None) -> None:
+    """Add desk user NAME, or give an existing one a new password (asked for twice)."""
+    from .access import checked_user_name, hash_password
+
+    try:
+        checked_user_name(name)
+    except IntakeError as exc:
+        _fail(exc)
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    if len(password) < 8:
+        _fail("the password must have at least 8 characters")
+    store = _open_store(database_url)
+    known = name in store.user_names()
+    store.add_user(name, hash_password(password))
+    click.echo(f"{'password changed for' if known else 'added'} desk user {name}")
+
+
+@users.command("list")
+@DATABASE_OPTION
+def users_list(database_url: str | None) -> None:
+    """List the desk users."""
+    for name in _open_store(database_url).user_names():
+        click.echo(name)
+
+
+@main.group()
+def feedback() -> None:
+    """Agents' corrections from the desk, for retraining."""
+
+
+@feedback.command("export")
+@click.option("--output", "output_path", type=click.Path(path_type=Path), required=True,
+              help="CSV to write, in the training format (intake train --data FILE).")
+@DATABASE_OPTION
+def feedback_export(output_path: Path, database_url: str | None) -> None:
+    """Write every request an agent corrected, with its corrected labels, as training CSV."""
+    from .feedback import write_corrections
+
+    store = _open_store(database_url)
+    try:
+        n = write_corrections(store.corrected(), output_path)
+    except OSError as exc:
+        _fail(Errors.E044.format(path=output_path, reason=exc.strerror or exc, state="nothing written"))
+    click.echo(f"{n} corrected requests written to {output_path}; train with: "
+               f"intake train --data data/tickets.jsonl --data {output_path} --out DIR")
+
+
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True, envvar="INTAKE_HOST", show_envvar=True,
               help="Address to listen on.")
@@ -677,10 +823,17 @@ def _compare(models, data_path, split, report_dir, text_col, label_col, rules_di
               help="Port to listen on.")
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(min=1), envvar="INTAKE_WORKERS",
               show_envvar=True, help="Worker processes.")
+@DATABASE_OPTION
 @MODEL_OPTION
 @RULES_OPTION
-def serve(host, port, workers, model_dir, rules_dir) -> None:
-    """Run the HTTP service (needs the serve extra: pip install "intake-classifier[serve]")."""
+def serve(host, port, workers, database_url, model_dir, rules_dir) -> None:
+    """Run the HTTP service and the agents' desk at /desk (needs the serve extra:
+    pip install "intake-classifier[serve]").
+
+    API calls need a key from INTAKE_API_KEYS (comma-separated; without one, a key is
+    made and printed at start); agents log in to the desk (intake users add NAME)."""
+    if database_url:
+        os.environ["INTAKE_DATABASE_URL"] = database_url  # for every worker
     try:
         from .service import run
     except ImportError as exc:

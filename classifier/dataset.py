@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections import Counter
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
@@ -66,6 +66,33 @@ def read_labelled(path: str | Path, *, text_col: str = "text", label_col: str | 
     if "subject" in df.columns:
         df["subject"] = df["subject"].map(lambda v: "" if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
     return df
+
+
+def read_labelled_files(paths: Sequence[str | Path], *, text_col: str = "text",
+                        label_col: str | None = None) -> pd.DataFrame:
+    """Several labelled files read as one (each as :func:`read_labelled` reads it).
+
+    When some file has a ``split`` column, the rows of a file without one are all
+    training rows (agents' corrections beside the corpus: ``intake feedback export``);
+    a row whose ``id`` a later file has again is replaced by the later one."""
+    frames = [read_labelled(p, text_col=text_col, label_col=label_col) for p in paths]
+    if len(frames) == 1:
+        return frames[0]
+    if any("split" in f.columns for f in frames):
+        frames = [f if "split" in f.columns else f.assign(split="train") for f in frames]
+    df = pd.concat(frames, ignore_index=True, sort=False)
+    if "id" in df.columns:
+        key = df["id"].map(lambda v: None if v is None or (isinstance(v, float) and pd.isna(v)) else str(v))
+        later = key.notna() & key.duplicated(keep="last")
+        df = df[~later]
+    return df.reset_index(drop=True)
+
+
+def files_sha256(paths: Sequence[str | Path]) -> str:
+    """One file's SHA-256, or for several the SHA-256 of their hashes in order."""
+    if len(paths) == 1:
+        return file_sha256(paths[0])
+    return hashlib.sha256("".join(file_sha256(p) for p in paths).encode()).hexdigest()
 
 
 def file_sha256(path: str | Path) -> str:

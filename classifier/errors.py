@@ -96,6 +96,22 @@ class Errors:
             "Send the whole request without pausing.")
     E059 = "[E059] {where}the request could not be {stage}: internal error, logged under request id {request_id}."
     E070 = "[E070] Too many open connections (limit {limit}); retry shortly."
+    # the desk: store, access, corrections (classifier/store.py, access.py, desk.py)
+    E071 = "[E071] Cannot open the database {url}: {problem}. Set INTAKE_DATABASE_URL to a database intake can reach."
+    E072 = ("[E072] {where}field 'id': a ticket needs an id (the helpdesk's ticket number), so that sending it again "
+            "does not store it twice.")
+    E073 = ("[E073] Ticket {id} is stored already with another text; ticket ids are unique. Send it again "
+            "unchanged, or give the new request an id of its own.")
+    E074 = "[E074] No ticket {id}."
+    E075 = ("[E075] Clause {clause} belongs to {of}, not to {category}: pick a clause of {category}, or change "
+            "the category to {of}.")
+    E076 = "[E076] Missing information {items} is not required for {category} (required: {required})."
+    E077 = ("[E077] Authentication required: send an API key as 'Authorization: Bearer KEY' (keys come from "
+            "INTAKE_API_KEYS).")
+    E078 = ("[E078] The form did not come from this desk session (CSRF token missing or wrong); reload the page "
+            "and send it again.")
+    E079 = "[E079] User name {name!r} is not allowed: use 1-64 letters, digits, '.', '_', '-' or '@'."
+    E083 = "[E083] field '{field}': {value!r} is not allowed. Allowed values: {allowed}"
     # installed package: defaults that live in the source checkout only
     E080 = ("[E080] No --data given, and the labelled corpus data/tickets.jsonl comes with the "
             "source checkout, not the installed package: pass --data FILE.")

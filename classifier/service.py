@@ -45,6 +45,7 @@ import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import traceback
@@ -54,6 +55,7 @@ from concurrent.futures import Future
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, fields, replace
+from datetime import datetime, timezone
 from http import HTTPStatus
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -65,11 +67,14 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response
 from uvicorn.protocols.http.auto import AutoHTTPProtocol
 
 from . import spec
+from .access import api_keys_from_env, bearer_owner, new_api_key
 from .classify import Classifier
 from .errors import Errors, InputError, IntakeError
 from .locations import model_source
@@ -77,6 +82,7 @@ from .model_files import library_versions, read_manifest
 from .request import MAX_ATTACHMENTS, NumberedRecord, Request
 from .result import result_schema
 from .rules import load_rules
+from .store import Store, TicketConflict, shown_url
 
 log = logging.getLogger("intake.service")
 access_log = logging.getLogger("intake.access")
@@ -124,8 +130,14 @@ TRIM_AFTER_CHARS = 100_000
 TRIM_IDLE_S = 0.5
 
 BATCH_PATH = "/v1/classify/batch"
-ENDPOINTS = ("POST /v1/classify", f"POST {BATCH_PATH}", "GET /v1/schema", "GET /healthz", "GET /docs",
-             "GET /openapi.json")
+#: Paths under it need an API key (``Authorization: Bearer KEY``).
+API_PREFIX = "/v1/"
+#: The agents' desk (classifier/desk.py): a login session instead of an API key; its
+#: forms are sent as FORM, not JSON.
+DESK_PREFIX = "/desk"
+FORM = "application/x-www-form-urlencoded"
+ENDPOINTS = ("POST /v1/classify", f"POST {BATCH_PATH}", "POST /v1/tickets", "GET /v1/tickets/{id}",
+             "GET /v1/schema", "GET /healthz", "GET /desk", "GET /docs", "GET /openapi.json")
 #: Environment variables through which ``run(workers > 1)`` configures each worker.
 ENV_MODEL_DIR = "INTAKE_MODEL_DIR"
 ENV_RULES_DIR = "INTAKE_RULES_DIR"
@@ -554,12 +566,15 @@ class RequestGate:
     (uvicorn sets no such deadline), else 408 E058 and the connection is closed."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], limits: ServiceLimits,
-                 direct: dict[str, Callable[[bytes], Awaitable[Response | None]]] | None = None) -> None:
+                 direct: dict[str, Callable[[bytes], Awaitable[Response | None]]] | None = None,
+                 api_keys: tuple[str, ...] = ()) -> None:
         self.app = app
         self.limits = limits
         #: POST path -> an answer for a body it can take on its own, or None to hand the
         #: request on to the app (which gives every error answer)
         self.direct = direct or {}
+        #: keys accepted on the API's paths (``/v1/...``); none: every API call is refused
+        self.api_keys = api_keys
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] != "http":
@@ -581,6 +596,14 @@ class RequestGate:
             await send(message)
 
         try:
+            if path.startswith(API_PREFIX):
+                caller = bearer_owner(headers.get("authorization"), self.api_keys)
+                if caller is None:
+                    refused = _error(401, Errors.E077)
+                    refused.headers["www-authenticate"] = 'Bearer realm="intake"'
+                    await refused(scope, receive, send_with_id)
+                    return
+                scope["state"]["caller"] = caller
             if method in ("POST", "PUT", "PATCH"):
                 refused = self._check_headers(headers, path)
                 if refused is not None:
@@ -624,7 +647,7 @@ class RequestGate:
     def _check_headers(self, headers: dict[str, str], path: str) -> JSONResponse | None:
         ctype = headers.get("content-type", "")
         media = ctype.split(";")[0].strip().lower()
-        if media != "application/json":
+        if media != "application/json" and not (path.startswith(DESK_PREFIX) and media == FORM):
             return _error(415, Errors.E051.format(got=ctype[:100] or "(none)"))
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self._limit(path):
@@ -845,10 +868,27 @@ def health_info(classifier: Classifier, limits: ServiceLimits) -> dict[str, Any]
 
 
 def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | None = None,
-               rules_dir: str | Path | None = None, limits: ServiceLimits = ServiceLimits()) -> FastAPI:
+               rules_dir: str | Path | None = None, limits: ServiceLimits = ServiceLimits(),
+               api_keys: list[str] | None = None, store: Store | None = None,
+               database_url: str | None = None) -> FastAPI:
     """The FastAPI app. Without ``classifier`` it loads ``model_dir``/``rules_dir`` (the
-    bundled ones by default) once, at start-up."""
+    bundled ones by default) once, at start-up.
+
+    ``api_keys`` are the keys the API accepts (default: ``$INTAKE_API_KEYS``; with none,
+    one is made and printed to standard error once). ``store`` is the desk's store
+    (default: opened at ``database_url``, else ``$INTAKE_DATABASE_URL``, else
+    ``sqlite:///intake.db``; its schema is brought up to date here)."""
     ClassifyRequest, BatchRequest = request_models(limits)
+    TicketRequest = ticket_model(ClassifyRequest)
+    keys = list(api_keys) if api_keys is not None else api_keys_from_env()
+    if not keys:
+        keys = [new_api_key()]
+        print(f"intake: no INTAKE_API_KEYS set; the API key of this run is {keys[0]}\n"
+              f"intake: send it as 'Authorization: Bearer {keys[0]}'", file=sys.stderr, flush=True)
+    own_store = store is None
+    if store is None:
+        store = Store.open(database_url)
+        log.info("store: %s", shown_url(str(store.engine.url)))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -857,6 +897,7 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
         worker = ClassifyWorker(clf, max_pending=limits.max_pending)
         worker.start()
         app.state.classifier, app.state.worker = clf, worker
+        app.state.store = store
         app.state.health = health_info(clf, limits)
         log.info("intake service ready: model %s, rules %s", (app.state.health["model"] or {}).get("id"),
                  clf.rules_digest[:12])
@@ -864,6 +905,8 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
             yield
         finally:
             worker.stop()  # queued work is dropped: in-flight requests had shutdown_timeout_s
+            if own_store:
+                store.close()
 
     app = FastAPI(title="intake", version=_versions()["intake-classifier"], lifespan=lifespan,
                   description="Pre-screen support requests against the Bitrix24 SLA (SPEC §1 in, SPEC §2 out).")
@@ -957,6 +1000,43 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
                       responses={200: {"description": "Results in input order; an item that cannot be read "
                                                       "is an error row"}, **errors})
 
+    async def post_ticket(body: Any, request: StarletteRequest) -> Response:
+        """Classify and store a request; the same id again gives the stored ticket. A
+        new id is the common case, so the request is classified before the store is
+        asked (one trip to the database); a repeated one is classified in vain."""
+        req = to_request(body, row=1)
+        by = request.scope["state"].get("caller", "-")
+        (row,) = await classify([req])
+        if row.error is not None:
+            return answer(row)
+        clf = app.state.classifier
+        try:
+            stored, created = await run_in_threadpool(
+                store.add_ticket, req, json.loads(row.json), by=by, received_at=body.received_at,
+                model_sha256=clf.manifest.get("model_sha256"), rules_digest=clf.rules_digest)
+        except TicketConflict as exc:
+            return _error(409, str(exc), "id")
+        return Response(_json_bytes(ticket_view(stored)), status_code=201 if created else 200,
+                        media_type="application/json")
+
+    async def get_ticket(ticket_id: str) -> Response:
+        stored = await run_in_threadpool(store.get_ticket, ticket_id)
+        if stored is None:
+            return _error(404, Errors.E074.format(id=ticket_id))
+        return Response(_json_bytes(ticket_view(stored)), media_type="application/json")
+
+    post_ticket.__annotations__["body"] = TicketRequest
+    app.add_api_route("/v1/tickets", post_ticket, methods=["POST"], response_model=None,
+                      summary="Store and classify a request for the desk (idempotent on its id)",
+                      responses={201: {"description": "Stored and classified: the ticket"},
+                                 200: {"description": "This id was stored before with the same text: the stored ticket"},
+                                 409: {"model": ErrorResponse, "description": "This id is stored with another text (E073)"},
+                                 401: {"model": ErrorResponse, "description": "No or an unknown API key (E077)"},
+                                 **errors})
+    app.add_api_route("/v1/tickets/{ticket_id:path}", get_ticket, methods=["GET"], response_model=None,
+                      summary="A stored ticket: masked request, result, current labels, corrections",
+                      responses={404: {"model": ErrorResponse, "description": "No such ticket (E074)"}})
+
     @app.get("/v1/schema", summary="JSON Schema of one result or error row")
     async def get_schema() -> JSONResponse:
         return JSONResponse(result_schema())
@@ -993,8 +1073,49 @@ def create_app(classifier: Classifier | None = None, *, model_dir: str | Path | 
             return _error(400, Errors.E052.format(detail=str(exc.detail)))
         return _error(exc.status_code, f"[E055] {exc.detail}")
 
-    app.add_middleware(RequestGate, limits=limits, direct={"/v1/classify": classify_one_directly})
+    from .desk import add_desk  # the desk's imports (jinja2, multipart) only with the app
+
+    add_desk(app, store)
+    app.add_middleware(RequestGate, limits=limits, direct={"/v1/classify": classify_one_directly},
+                       api_keys=tuple(keys))
     return app
+
+
+def ticket_model(request_model: type[BaseModel]) -> type[BaseModel]:
+    """The body of ``POST /v1/tickets``: a request (SPEC §1) whose ``id`` is required,
+    and optionally when the helpdesk received it."""
+
+    class TicketRequest(request_model):  # type: ignore[valid-type, misc]
+        """A request to store for the desk. ``id`` is required: the same id again gives
+        the stored ticket. Fields not listed here are ignored."""
+
+        id: str = Field(min_length=1, max_length=MAX_ID_CHARS,
+                        description="The helpdesk's ticket number; a whole number is read as a string.")
+        received_at: datetime | None = Field(
+            None, description="When the helpdesk received the request (ISO 8601; UTC when no offset is given); "
+                              "default: now. The SLA due time counts from it.")
+
+        @field_validator("received_at")
+        @classmethod
+        def _as_utc(cls, value: datetime | None) -> datetime | None:
+            if value is None:
+                return None
+            return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+
+    return TicketRequest
+
+
+def ticket_view(ticket: dict[str, Any]) -> dict[str, Any]:
+    """A stored ticket as ``/v1/tickets`` answers it (times in ISO 8601, UTC)."""
+    keys = ("id", "subject", "text", "channel", "product", "attachments", "status", "result", "labels", "reply",
+            "model_sha256", "rules_digest")
+    out = {k: ticket[k] for k in keys}
+    out["received_at"], out["due_at"] = ticket["received_at"].isoformat(), ticket["due_at"].isoformat()
+    out["desk_path"] = f"/desk/tickets/{ticket['seq']}"
+    out["corrections"] = [{"field": c["field"], "old": c["old"], "new": c["new"], "by": c["by"],
+                           "at": c["at"].isoformat(), "model_sha256": c["model_sha256"],
+                           "rules_digest": c["rules_digest"]} for c in ticket["corrections"]]
+    return out
 
 
 def app_from_env() -> FastAPI:
@@ -1038,6 +1159,12 @@ def run(host: str = "127.0.0.1", port: int = 8000, workers: int = 1, model_dir: 
         uvicorn.run(create_app(clf, limits=limits), http=GuardedHTTPProtocol.with_limits(limits), **options)
         return
     load_rules(rules_dir)
+    Store.open().close()  # the schema upgraded once, before the workers open the store
+    if not api_keys_from_env():  # one key for every worker, printed once
+        key = new_api_key()
+        os.environ["INTAKE_API_KEYS"] = key
+        print(f"intake: no INTAKE_API_KEYS set; the API key of this run is {key}\n"
+              f"intake: send it as 'Authorization: Bearer {key}'", file=sys.stderr, flush=True)
     os.environ[ENV_MODEL_DIR] = "" if model_dir is None else str(Path(model_dir).resolve())
     os.environ[ENV_RULES_DIR] = "" if rules_dir is None else str(Path(rules_dir).resolve())
     os.environ[ENV_LIMITS] = json.dumps(asdict(limits))

@@ -8,7 +8,7 @@ evaluates on the ``test`` split and saves the model with its manifest. With
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,7 +17,7 @@ from sklearn.metrics import accuracy_score, f1_score, precision_recall_fscore_su
 from sklearn.preprocessing import MultiLabelBinarizer
 
 from . import spec
-from .dataset import file_sha256, read_labelled
+from .dataset import files_sha256, read_labelled, read_labelled_files
 from .decide import decide
 from .errors import Errors, InputError
 from .features import shared_analyser
@@ -69,12 +69,18 @@ def _requests(df: pd.DataFrame, given_language: bool = True) -> list[dict[str, A
     return out
 
 
-def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", label_col: str | None = None,
-          params: dict[str, Any] | None = None, rules_dir: str | Path | None = None) -> dict[str, Any]:
+def train(data: str | Path | Sequence[str | Path], out_dir: str | Path, *, text_col: str = "text",
+          label_col: str | None = None, params: dict[str, Any] | None = None,
+          rules_dir: str | Path | None = None) -> dict[str, Any]:
     """Fit on the train split, evaluate on the test split, save model + manifest.
 
-    Returns the manifest as written (with ``model_sha256``, ``trained_at`` and ``libraries``)."""
-    df = read_labelled(data, text_col=text_col, label_col=label_col)
+    ``data`` is one labelled file or several, read as one (see
+    :func:`~classifier.dataset.read_labelled_files`: agents' corrections beside the
+    corpus are training rows). Returns the manifest as written (with ``model_sha256``,
+    ``trained_at`` and ``libraries``)."""
+    paths = [data] if isinstance(data, (str, Path)) else list(data)
+    df = read_labelled_files(paths, text_col=text_col, label_col=label_col)
+    data = paths[0] if len(paths) == 1 else " + ".join(str(p) for p in paths)
     own_taxonomy = label_col is not None
     # category is always required; clause and severity are learned when the data has them
     targets = ["category"] + ([] if own_taxonomy else [t for t in SPEC_TARGETS[1:] if t in df.columns])
@@ -110,8 +116,11 @@ def train(data: str | Path, out_dir: str | Path, *, text_col: str = "text", labe
         "targets": targets,
         "labels": {t: sorted(map(str, train_df[t].unique())) for t in targets},
         "params": {k: v for k, v in model.get_params().items() if k != "rules_dir"},
-        "data": {"path": Path(data).name, "sha256": file_sha256(data), "rows_train": int(len(train_df)),
-                 "rows_test": int(len(test_df)), "text_col": text_col, "label_col": label_col},
+        "data": {"path": " + ".join(Path(p).name for p in paths), "sha256": files_sha256(paths),
+                 "rows_train": int(len(train_df)), "rows_test": int(len(test_df)), "text_col": text_col,
+                 "label_col": label_col,
+                 **({"files": [{"path": Path(p).name, "sha256": files_sha256([p])} for p in paths]}
+                    if len(paths) > 1 else {})},
         # the model learnt a feature per concept: it goes with this vocabulary; the rules
         # themselves act in the decision and may change without retraining
         "rules_digest": shared_analyser(None if rules_dir is None else str(rules_dir)).ruleset.digest,

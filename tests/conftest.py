@@ -1,6 +1,7 @@
 """Shared fixtures: things that are slow to build and used by several test modules."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -20,3 +21,12 @@ def analyser() -> Analyser:
 def fixtures_dir() -> Path:
     """The folder of file fixtures beside the tests (``tests/fixtures``)."""
     return FIXTURES
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _database_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Servers and apps the tests start keep their store in a temporary folder, never
+    in the checkout (the default, sqlite:///intake.db, is a file in the current folder);
+    tests that need their own database set INTAKE_DATABASE_URL themselves."""
+    if not os.environ.get("INTAKE_DATABASE_URL"):
+        os.environ["INTAKE_DATABASE_URL"] = f"sqlite:///{tmp_path_factory.mktemp('store') / 'intake.db'}"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -134,6 +135,21 @@ def test_serve_answers_healthz_with_where_rules_and_model_came_from(installed: P
         assert health["status"] == "ok"
         assert health["rules"]["origin"] == "bundled" and "site-packages" in health["rules"]["path"]
         assert health["model"]["origin"] == "bundled" and health["model"]["sha256"]
+        # the desk's templates, static files and migrations came with the wheel: the
+        # store was created in the folder it runs in, and the login page is served
+        base = f"http://127.0.0.1:{port}"
+        login = httpx.get(base + "/desk", follow_redirects=True, timeout=30)
+        assert login.status_code == 200 and "Log in to the desk" in login.text
+        assert httpx.get(base + "/desk/static/desk.css", timeout=30).status_code == 200
+        assert (tmp_path / "intake.db").exists()
+        assert httpx.post(base + "/v1/classify", json={"text": "portal down"}, timeout=30).status_code == 401
+        # no key configured: one was made and printed (before the server started); it opens the API
+        first = [server.stderr.readline() for _ in range(2)]
+        (key,) = re.findall(r"the API key of this run is (\S+)", "".join(first))
+        answer = httpx.post(base + "/v1/classify", json={"text": "portal down"}, timeout=30,
+                            headers={"authorization": f"Bearer {key}"})
+        assert answer.status_code == 200 and answer.json()["category"]
     finally:
         server.terminate()
         server.wait(timeout=30)
+    assert len(re.findall(r"the API key of this run is", "".join(first) + server.stderr.read())) == 1

@@ -10,6 +10,7 @@ server never takes.
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import shutil
@@ -21,6 +22,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Iterator
@@ -63,6 +65,9 @@ WITH_PASSWORD = {
             f"Monday. Please have a look yourselves, login: admin password: {PASSWORD} - Business edition, "
             "main 24.100.0."}
 JSON = {"content-type": "application/json"}
+#: The API key every server and app of this module accepts (from INTAKE_API_KEYS).
+API_KEY = "test-key-5f2b9c"
+AUTH = {"authorization": f"Bearer {API_KEY}"}
 START_TIMEOUT_S = 90
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -125,6 +130,18 @@ def serving(args: list[str], log_path: Path, limits: dict | None = None, open_fi
             proc.wait(timeout=15)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def api_key_in_environment() -> Iterator[None]:
+    """INTAKE_API_KEYS for this module's servers (subprocesses inherit it) and apps."""
+    before = os.environ.get("INTAKE_API_KEYS")
+    os.environ["INTAKE_API_KEYS"] = API_KEY
+    yield
+    if before is None:
+        del os.environ["INTAKE_API_KEYS"]
+    else:
+        os.environ["INTAKE_API_KEYS"] = before
+
+
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory: pytest.TempPathFactory) -> SimpleNamespace:
     root = tmp_path_factory.mktemp("service")
@@ -141,7 +158,7 @@ def server(dirs: SimpleNamespace) -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def client(server: str) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=server, timeout=60) as c:
+    with httpx.Client(base_url=server, headers=AUTH, timeout=60) as c:
         yield c
 
 
@@ -194,6 +211,45 @@ def test_classify_returns_the_library_result_valid_against_the_published_schema(
     down = client.post("/v1/classify", json=PORTAL_DOWN).json()
     assert (down["id"], down["severity"], down["response_time_hours"]) == ("T-501", "critical", 1)
     assert client.post("/v1/classify", json=OPEN_CHANNELS).json()["id"] is None  # no id given, none invented
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/v1/classify"), ("POST", "/v1/classify/batch"),
+                                          ("POST", "/v1/tickets"), ("GET", "/v1/tickets/T-501"), ("GET", "/v1/schema")])
+def test_calls_without_a_known_api_key_get_a_401_and_healthz_stays_open(server: str, method: str, path: str) -> None:
+    body = {"requests": [PORTAL_DOWN]} if path.endswith("batch") else PORTAL_DOWN
+    for headers in ({}, {"authorization": "Bearer not-the-key"}, {"authorization": API_KEY},
+                    {"authorization": f"Basic {API_KEY}"}):
+        r = httpx.request(method, server + path, json=body if method == "POST" else None, headers=headers, timeout=30)
+        assert r.status_code == 401, (headers, r.text)
+        assert r.json()["error"]["code"] == "E077" and r.headers["www-authenticate"] == 'Bearer realm="intake"'
+    assert httpx.get(server + "/healthz", timeout=30).status_code == 200
+    desk = httpx.get(server + "/desk", timeout=30, follow_redirects=False)
+    assert desk.status_code == 303 and desk.headers["location"] == "/desk/login?next=%2Fdesk"
+
+
+def test_a_ticket_is_stored_classified_and_read_back_and_its_id_makes_it_idempotent(
+        client: httpx.Client, local: Classifier) -> None:
+    body = {**WITH_PASSWORD, "id": "TK-777", "subject": f"slow deals, pw {PASSWORD}",
+            "received_at": "2026-01-05T08:00:00+01:00"}
+    r = client.post("/v1/tickets", json=body)
+    assert r.status_code == 201, r.text
+    ticket = r.json()
+    assert ticket["result"] == local.classify(body).to_dict()
+    assert PASSWORD not in r.text and "[MASKED]" in ticket["text"] and ticket["subject"] == "slow deals, pw [MASKED]"
+    assert ticket["received_at"] == "2026-01-05T07:00:00+00:00" and ticket["status"] == "open"
+    due = datetime.fromisoformat(ticket["due_at"]) - datetime.fromisoformat(ticket["received_at"])
+    assert due == timedelta(hours=ticket["result"]["response_time_hours"])
+    assert ticket["labels"]["category"] == ticket["result"]["category"] and ticket["corrections"] == []
+    assert ticket["reply"] == ticket["result"]["suggested_reply"]
+    again = client.post("/v1/tickets", json=body)
+    assert again.status_code == 200 and again.json() == ticket  # stored once, not classified again
+    assert client.get("/v1/tickets/TK-777").json() == ticket
+    clash = client.post("/v1/tickets", json={**body, "text": "Another request under the same ticket number"})
+    assert clash.status_code == 409 and clash.json()["error"]["code"] == "E073"
+    nameless = client.post("/v1/tickets", json=OPEN_CHANNELS)
+    assert nameless.status_code == 422 and nameless.json()["error"]["field"] == "id"
+    missing = client.get("/v1/tickets/no-such-ticket")
+    assert missing.status_code == 404 and missing.json()["error"]["message"] == "[E074] No ticket no-such-ticket."
 
 
 def test_unknown_fields_are_ignored(client: httpx.Client) -> None:
@@ -385,7 +441,7 @@ def test_concurrent_clients_get_their_own_results_while_malformed_requests_get_4
 
     def client_run(t: int) -> list[tuple[int, int, str, dict]]:
         out = []
-        with httpx.Client(base_url=server, timeout=120) as c:
+        with httpx.Client(base_url=server, headers=AUTH, timeout=120) as c:
             for i in range(10):
                 if i % 5 == 4:
                     body, headers, want = bad[(t + i) % len(bad)]
@@ -439,7 +495,7 @@ def test_healthz_answers_while_a_large_batch_is_being_classified(client: httpx.C
     done: dict[str, httpx.Response] = {}
 
     def send() -> None:
-        with httpx.Client(base_url=server, timeout=300) as c:
+        with httpx.Client(base_url=server, headers=AUTH, timeout=300) as c:
             done["r"] = c.post("/v1/classify/batch", json={"requests": items})
 
     sender = threading.Thread(target=send)
@@ -491,7 +547,7 @@ def test_a_single_request_is_answered_promptly_while_a_large_batch_is_classified
     done: dict[str, httpx.Response] = {}
 
     def send() -> None:
-        with httpx.Client(base_url=server, timeout=300) as c:
+        with httpx.Client(base_url=server, headers=AUTH, timeout=300) as c:
             done["r"] = c.post("/v1/classify/batch", json={"requests": items})
 
     sender = threading.Thread(target=send)
@@ -521,7 +577,7 @@ def test_a_single_request_is_answered_promptly_while_a_large_batch_is_classified
 GUARDED = {"header_timeout_s": 3, "body_timeout_s": 4}
 PARTIAL_HEADERS = b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 PARTIAL_BODY = (b"POST /v1/classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n"
-                b"\r\n{\"text\": ")
+                b"Authorization: Bearer " + API_KEY.encode() + b"\r\n\r\n{\"text\": ")
 
 
 @pytest.fixture(scope="module")
@@ -556,7 +612,7 @@ def test_stalled_clients_cannot_lock_out_new_ones(guarded: str) -> None:
     try:
         for _ in range(5):
             start = time.monotonic()
-            r = httpx.post(guarded + "/v1/classify", json=OPEN_CHANNELS, timeout=10)  # a new connection each
+            r = httpx.post(guarded + "/v1/classify", json=OPEN_CHANNELS, headers=AUTH, timeout=10)  # a new connection each
             assert r.status_code == 200
             assert time.monotonic() - start < 2
         assert httpx.get(guarded + "/healthz", timeout=10).json()["limits"]["max_connections"] == 1000
@@ -585,7 +641,7 @@ def test_a_full_server_answers_503_and_stops_within_its_shutdown_timeout(dirs: S
     under way get shutdown_timeout_s, then the server exits."""
     body = json.dumps({"requests": [{"text": t} for t in long_texts(150)]}).encode()
     request = (b"POST /v1/classify/batch HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-               b"Content-Length: %d\r\n\r\n" % len(body)) + body
+               b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n" % (API_KEY.encode(), len(body))) + body
     limits = {"max_connections": 2, "shutdown_timeout_s": 2}
     with serving([str(dirs.model), str(dirs.rules)], dirs.root / "full.log", limits=limits) as url:
         busy = [connect(url, request) for _ in range(2)]  # some seconds of work each
@@ -635,7 +691,7 @@ def test_app_from_env_loads_the_model_and_rules_named_there(dirs: SimpleNamespac
     monkeypatch.setenv(service.ENV_MODEL_DIR, str(dirs.model))
     monkeypatch.setenv(service.ENV_RULES_DIR, str(dirs.rules))
     monkeypatch.setenv(service.ENV_LIMITS, json.dumps({"max_batch": 2}))
-    with TestClient(service.app_from_env()) as c:
+    with TestClient(service.app_from_env(), headers=AUTH) as c:
         health = c.get("/healthz").json()
         assert c.post("/v1/classify", json=UPDATE_STUCK).json() == local.classify(UPDATE_STUCK).to_dict()
         too_many = c.post("/v1/classify/batch", json={"requests": [OPEN_CHANNELS] * 3})
@@ -702,7 +758,7 @@ def test_an_unexpected_error_is_a_500_with_the_request_id_and_is_logged_without_
         raise RuntimeError(f"cannot handle {requests}")
 
     app = create_app(FakeClassifier(echo))
-    with TestClient(app) as c, caplog.at_level("INFO", logger="intake"):
+    with TestClient(app, headers=AUTH) as c, caplog.at_level("INFO", logger="intake"):
         app.state.worker.submit = explode
         r = c.post("/v1/classify", json=WITH_PASSWORD)
     rid = r.headers["x-request-id"]
@@ -724,7 +780,7 @@ def test_work_beyond_max_pending_gets_a_503() -> None:
         return echo(requests)
 
     app = create_app(FakeClassifier(slow), limits=ServiceLimits(max_pending=1))
-    with TestClient(app) as c, ThreadPoolExecutor(1) as pool:
+    with TestClient(app, headers=AUTH) as c, ThreadPoolExecutor(1) as pool:
         first = pool.submit(c.post, "/v1/classify", json={"text": "first"})
         for _ in range(3000):
             if app.state.worker.pending == 1:
@@ -843,7 +899,7 @@ def test_an_item_that_cannot_be_classified_is_its_own_error_row_not_the_batchs(
     items = [{"id": f"T-{i}", "text": f"request {i}"} for i in range(1, 101)]
     items[36] = {"id": "T-37", "text": "poison"}
     items[79] = {"text": "poison"}
-    with TestClient(create_app(FakeClassifier(picky))) as c, caplog.at_level("INFO", logger="intake"):
+    with TestClient(create_app(FakeClassifier(picky)), headers=AUTH) as c, caplog.at_level("INFO", logger="intake"):
         r = c.post("/v1/classify/batch", json={"requests": items}, headers={"x-request-id": "batch-1"})
         one = c.post("/v1/classify", json={"text": "poison"}, headers={"x-request-id": "single-1"})
     assert r.status_code == 200
@@ -871,7 +927,7 @@ def test_an_item_whose_result_cannot_be_encoded_is_its_own_error_row_not_the_bat
                 for r in unwrap(records)]
 
     items = [{"id": "a", "text": "fine"}, {"id": "b", "text": "bad"}, {"text": "also fine"}]
-    with TestClient(create_app(FakeClassifier(unencodable))) as c:
+    with TestClient(create_app(FakeClassifier(unencodable)), headers=AUTH) as c:
         r = c.post("/v1/classify/batch", json={"requests": items}, headers={"x-request-id": "enc-1"})
         one = c.post("/v1/classify", json={"text": "bad"}, headers={"x-request-id": "enc-2"})
     assert r.status_code == 200
@@ -919,7 +975,7 @@ def test_valid_single_requests_are_answered_directly_exactly_as_the_route_answer
     invalid = [b"{not json", b"[1, 2]", b"null", b'{"text": ""}', b'{"text": 5}', b'{"subject": "no text"}',
                json.dumps({"text": "x", "attachments": "one.png"}).encode(), b'{"text": "ok", "channel": "fax"}']
     bodies = [json.dumps(b).encode() for b in valid] + invalid
-    with TestClient(direct_app) as fast, TestClient(route_app) as routed:
+    with TestClient(direct_app, headers=AUTH) as fast, TestClient(route_app, headers=AUTH) as routed:
         for body in bodies:
             a = fast.post("/v1/classify", content=body, headers={**JSON, "x-request-id": "same-id"})
             b = routed.post("/v1/classify", content=body, headers={**JSON, "x-request-id": "same-id"})
