@@ -357,24 +357,22 @@ def csv_row(result: Result) -> dict[str, Any]:
 
 
 def table_row(result: Result) -> dict[str, Any]:
-    """One typed row (:data:`TABLE_COLUMNS`): lists as lists, explanation as JSON text, error
-    as ``row N: message``; an error row has only ``id`` and ``error``."""
+    """One typed row (:data:`TABLE_COLUMNS`) for Parquet and Spark: lists as lists,
+    explanation as JSON text, error as ``row N: message``; an error row has only ``id``
+    and ``error``. A lone surrogate, which UTF-8 has no form for, becomes U+FFFD."""
     d = result.to_dict()
     if "error" in d:
-        return {"id": d["id"], "error": f"row {d['error']['row']}: {d['error']['message']}"}
-    return {
-        **{k: d[k] for k in ("id", "category", "scope", "severity", "response_time_hours", "confidence",
-                             "needs_review", "language", "suggested_reply")},
-        "clauses": [c["id"] for c in d["clauses"]],
-        **{k: list(d[k]) for k in _LISTS},
-        "explanation": json.dumps(d["explanation"], ensure_ascii=False),
-        **({"text": d["text"]} if "text" in d else {}),
-    }
-
-
-def _table_cells(result: Result) -> dict[str, Any]:
-    row = table_row(result)
-    for key, value in row.items():  # Arrow, as UTF-8, has no form for a lone surrogate either
+        row = {"id": d["id"], "error": f"row {d['error']['row']}: {d['error']['message']}"}
+    else:
+        row = {
+            **{k: d[k] for k in ("id", "category", "scope", "severity", "response_time_hours", "confidence",
+                                 "needs_review", "language", "suggested_reply")},
+            "clauses": [c["id"] for c in d["clauses"]],
+            **{k: list(d[k]) for k in _LISTS},
+            "explanation": json.dumps(d["explanation"], ensure_ascii=False),
+            **({"text": d["text"]} if "text" in d else {}),
+        }
+    for key, value in row.items():
         if isinstance(value, str):
             row[key] = _SURROGATE.sub("\ufffd", value)
         elif isinstance(value, list):
@@ -442,7 +440,7 @@ class Encoder:
 
     def _data(self, result: Result) -> str | dict[str, Any]:
         if self.fmt == "parquet":
-            return _table_cells(result)
+            return table_row(result)
         if self.fmt == "csv":
             cells = _csv_cells(result)
             return self._csv_line([cells.get(k, "") for k in self._columns])

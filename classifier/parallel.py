@@ -4,7 +4,8 @@ Each worker process holds one :class:`~classifier.classify.Classifier`. With the
 ``fork`` start method (Linux) the workers are copies of the parent, which has loaded
 the rules and model and built every language's pipeline before they start, so nothing
 is loaded twice; with ``spawn`` or ``forkserver`` each worker loads the same rules and
-model once, from where the parent's came from.
+model once, from where the parent's came from (and builds a language's pipeline when it
+first meets the language).
 
 The parent reads the records and hands them out in chunks of :data:`CHUNK` (a multiple
 of the classifier's batch size, so each worker analyses exactly the batches one process
@@ -154,7 +155,6 @@ def _start_worker(settings: _Settings) -> None:
     if classifier is None:
         classifier = Classifier.load(settings.load["path"], rules_dir=settings.load["rules_dir"],
                                      use_model=settings.load["use_model"])
-        classifier.analyser.warm_up()
         kept.records.clear()  # warnings of loading were the parent's to give
     _worker.update(classifier=classifier, settings=settings, kept=kept)
 
