@@ -122,10 +122,14 @@ def _plain(value: Any) -> Any:
 
 
 # -- spark-submit ------------------------------------------------------------------------
-def _format(path: str, given: str | None) -> str:
+def _format(path: str, given: str | None, default: str) -> str:
+    """The format given, else the path's by its extension, else ``default``."""
+    name = path.rstrip("/").lower()
     if given:
         return given
-    return "json" if path.rstrip("/").lower().endswith((".json", ".jsonl", ".ndjson")) else "parquet"
+    if name.endswith((".json", ".jsonl", ".ndjson")):
+        return "json"
+    return "parquet" if name.endswith((".parquet", ".pq")) else default
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output", required=True, help="folder to write")
     ap.add_argument("--input-format", choices=["parquet", "json"], default=None,
                     help="default: json for paths ending .json/.jsonl/.ndjson, else parquet")
-    ap.add_argument("--output-format", choices=["parquet", "json"], default=None, help="default: as --input")
+    ap.add_argument("--output-format", choices=["parquet", "json"], default=None,
+                    help="default: by the extension of --output, else as the input")
     ap.add_argument("--mode", choices=["error", "overwrite"], default="error",
                     help="when the output exists (Spark's save modes; default: error)")
     ap.add_argument("--text-col", default="text")
@@ -150,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     from pyspark.sql import functions as F
 
     spark = SparkSession.builder.appName("intake classify").getOrCreate()
-    in_fmt = _format(args.input[0], args.input_format)
-    out_fmt = args.output_format or in_fmt
+    in_fmt = _format(args.input[0], args.input_format, "parquet")
+    out_fmt = _format(args.output, args.output_format, in_fmt)
     requests = spark.read.format(in_fmt).load(args.input)
     results = classify_dataframe(requests, text_col=args.text_col, model_dir=args.model, rules_dir=args.rules,
                                  use_model=not args.no_model, include_text=args.include_text)
