@@ -28,7 +28,7 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple, TextIO
+from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
 
 from .errors import Errors, InputError, IntakeError
 from .request import NumberedRecord, shown_in_message
@@ -401,7 +401,7 @@ def _unwritable(result: Result, fmt: str, exc: Exception) -> Result:
 
 class Encoded(NamedTuple):
     """A result in its output format, ready to write, and the result itself (after
-    :func:`encode` in a worker process, only what progress and the summary need of it)."""
+    an :class:`Encoder` in a worker process, only what progress and the summary need of it)."""
 
     result: Result
     #: a JSONL or CSV line, or a Parquet row

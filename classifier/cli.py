@@ -407,7 +407,7 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, jobs, resume,
         log.setLevel(logging.ERROR)
     if total is not None and done.count:
         total = max(total - done.count, 0)
-    progress = tqdm(total=total, unit="req", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
+    progress = None
     try:
         if jobs > 1:
             from .parallel import classify_in_processes
@@ -416,6 +416,8 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, jobs, resume,
                                             encode=batch.Encoder(out_fmt, include_text))
         else:
             results = clf.classify_many(done.skip(records), include_text=include_text)
+        # one bar over all rows, made once the workers have started (its monitor thread is not forked)
+        progress = tqdm(total=total, unit="req", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
         for result in batch.write_results(results, out, out_fmt, header=output is None or output.header,
                                           include_text=include_text):
             progress.update(1)
@@ -445,7 +447,8 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, jobs, resume,
             output.discard()
         raise
     finally:
-        progress.close()
+        if progress is not None:
+            progress.close()
         log.setLevel(level)
     if not quiet:
         n = sum(counts["category"].values())

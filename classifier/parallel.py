@@ -55,6 +55,9 @@ def classify_in_processes(classifier: Classifier, records: Iterable[Any], jobs: 
     """``classifier.classify_many(records)`` on ``jobs`` worker processes, each result
     encoded by ``encode`` (default: JSON Lines) in the worker, in input order.
 
+    The workers start, and the first chunks are read and handed out, when this is
+    called (before the caller starts threads of its own, such as a progress bar's); the
+    returned iterator gives the results and stops the workers when it ends or is closed.
     Rows are numbered as ``classify_many`` numbers them. ``start_method`` is ``fork``
     where the platform has it, else ``spawn``; with ``spawn`` the classifier must come
     from :meth:`Classifier.load`. A worker that dies (killed, out of memory) ends the run
@@ -71,9 +74,21 @@ def classify_in_processes(classifier: Classifier, records: Iterable[Any], jobs: 
     _inherited = classifier if method == "fork" else None
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context(method),
                                initializer=_start_worker, initargs=(settings,))
-    try:
-        chunks = _chunks(records)
+    chunks = _chunks(records)
+    try:  # with fork, every worker is started at the first submit
         pending: deque[Future] = deque(pool.submit(_classify_chunk, c) for c in islice(chunks, jobs * AHEAD))
+    except BaseException:
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    finally:
+        _inherited = None
+    return _in_order(pool, pending, chunks)
+
+
+def _in_order(pool: ProcessPoolExecutor, pending: deque[Future],
+              chunks: Iterator[list[NumberedRecord]]) -> Iterator[Encoded]:
+    """The chunks' results in input order, the next chunk handed out as each comes back."""
+    try:
         while pending:
             encoded, records_logged = pending.popleft().result()
             for chunk in islice(chunks, 1):
@@ -86,7 +101,6 @@ def classify_in_processes(classifier: Classifier, records: Iterable[Any], jobs: 
     except BrokenProcessPool as exc:
         raise IntakeError(Errors.E049.format(detail=exc)) from None
     finally:
-        _inherited = None
         pool.shutdown(wait=True, cancel_futures=True)
 
 
