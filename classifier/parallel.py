@@ -21,6 +21,7 @@ import logging
 import multiprocessing
 import os
 import signal
+import sys
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -59,13 +60,13 @@ def classify_in_processes(classifier: Classifier, records: Iterable[Any], jobs: 
     called (before the caller starts threads of its own, such as a progress bar's); the
     returned iterator gives the results and stops the workers when it ends or is closed.
     Rows are numbered as ``classify_many`` numbers them. ``start_method`` is ``fork``
-    where the platform has it, else ``spawn``; with ``spawn`` the classifier must come
+    on Linux, else ``spawn``; with ``spawn`` the classifier must come
     from :meth:`Classifier.load`. A worker that dies (killed, out of memory) ends the run
     with E049."""
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     encode = encode or Encoder("jsonl", include_text)
-    method = start_method or ("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    method = start_method or ("fork" if sys.platform == "linux" else "spawn")  # macOS: fork is unsafe there
     if method == "fork":
         classifier.analyser.warm_up()  # built once here, not once per worker
     settings = _Settings(None if method == "fork" else _load_arguments(classifier), include_text, encode,
