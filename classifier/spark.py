@@ -59,12 +59,15 @@ def classify_dataframe(df: Any, *, text_col: str = "text", model_dir: str | Path
     model and rules of the installed package); ``include_text`` adds the column ``text``
     with the request's text, secrets masked. Lazy, as Spark is: nothing runs until the
     result is written or collected."""
+    from pyspark.sql import functions as F
+
     if text_col not in df.columns:
         raise ValueError(f"the DataFrame has no column {text_col!r} with the request text; "
                          f"its columns are {', '.join(df.columns)}")
     if text_col != "text":
         df = df.drop(*[c for c in df.columns if c == "text"]).withColumnRenamed(text_col, "text")
-    columns = [c for c in REQUEST_COLUMNS if c in df.columns]
+    # an integer id column with nulls would reach pandas as floats: as text it is what the CLI makes of it
+    columns = [F.col(c).cast("string").alias(c) if c == "id" else F.col(c) for c in REQUEST_COLUMNS if c in df.columns]
     settings = _Settings(None if model_dir is None else str(model_dir), None if rules_dir is None else str(rules_dir),
                          use_model, include_text)
     return df.select(*columns).mapInPandas(partial(_classify_batches, settings=settings),

@@ -94,15 +94,16 @@ def test_spark_results_equal_the_clis_on_2000_rows(spark, tmp_path):
     assert len({r["language"] for r in got.values() if r["language"]}) == 7
 
 
-def test_text_col_rows_without_id_and_include_text(spark):
-    df = spark.createDataFrame([("Server down. SSH root@10.0.0.5, password Tq9!vB7xRm. Bitrix24 Enterprise 24.300.100",),
-                                ("How do I add a custom field to deals?",)], "body string")
+def test_text_col_integer_ids_rows_without_id_and_include_text(spark):
+    df = spark.createDataFrame([(7, "Server down. SSH root@10.0.0.5, password Tq9!vB7xRm. Bitrix24 Enterprise 24.300.100"),
+                                (None, "How do I add a custom field to deals?")], "id long, body string").coalesce(1)
     rows = classify_dataframe(df, text_col="body", include_text=True).collect()
-    assert [r["id"] for r in rows] == [None, None]
+    assert [r["id"] for r in rows] == ["7", None]  # as the CLI writes an integer id; none stays none
+    assert rows[1]["error"] is None and rows[1]["category"]  # classified, not an error row
     assert "password [MASKED]" in rows[0]["text"] and "Tq9!vB7xRm" not in json.dumps([r.asDict() for r in rows])
     assert "credentials_present" in rows[0]["flags"]
-    with pytest.raises(ValueError, match="the DataFrame has no column 'text' with the request text; its columns are body"):
-        classify_dataframe(df)
+    with pytest.raises(ValueError, match="the DataFrame has no column 'text' with the request text; its columns are body$"):
+        classify_dataframe(df.drop("id"))
 
 
 def test_the_spark_submit_entry_classifies_json_lines_into_parquet_and_back(spark, tmp_path, capsys):
