@@ -407,7 +407,7 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, jobs, resume,
         log.setLevel(logging.ERROR)
     if total is not None and done.count:
         total = max(total - done.count, 0)
-    progress = None
+    progress = results = None
     try:
         if jobs > 1:
             from .parallel import classify_in_processes
@@ -447,6 +447,8 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, jobs, resume,
             output.discard()
         raise
     finally:
+        if results is not None:
+            results.close()  # stops the workers at once when the run ends early (`| head`, an error)
         if progress is not None:
             progress.close()
         log.setLevel(level)
