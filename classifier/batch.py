@@ -1,4 +1,4 @@
-"""Batch input and output: JSONL or CSV in, JSONL or CSV out, row by row.
+"""Batch input and output: JSONL, CSV or Parquet in and out, row by row.
 
 Reading never stops at a bad row: a line that is not JSON, not an object, not
 UTF-8 or too long becomes an :class:`InputError` in the stream at its place, so
@@ -11,12 +11,14 @@ reported (E038) and the lines it took in are read again as rows.
 
 Writing never destroys an output: :class:`OutputFile` writes a new file beside
 the target and renames it into place when the run ends, or (resume) appends to
-the existing file and knows which rows it already holds.
+the existing file and knows which rows it already holds. Parquet (:mod:`.parquet`) is
+read and written in row groups; a Parquet output is always written anew and renamed.
 """
 from __future__ import annotations
 
 import codecs
 import csv
+import io
 import json
 import os
 import re
@@ -26,13 +28,13 @@ import sys
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterable, Iterator, TextIO
+from typing import Any, BinaryIO, Iterable, Iterator, NamedTuple
 
 from .errors import Errors, InputError, IntakeError
 from .request import NumberedRecord, shown_in_message
 from .result import Result
 
-FORMATS = ("jsonl", "csv")
+FORMATS = ("jsonl", "csv", "parquet")
 #: Longest line read (JSONL and CSV); longer lines are reported, not parsed, and never held whole.
 MAX_LINE_BYTES = 16 * 1024 * 1024
 csv.field_size_limit(MAX_LINE_BYTES)
@@ -48,8 +50,11 @@ def detect_format(path: str | Path | None, fmt: str | None) -> str:
         if fmt not in FORMATS:
             raise InputError(Errors.E040.format(fmt=fmt, allowed=", ".join(FORMATS)))
         return fmt
-    if path is not None and str(path) != "-" and Path(path).suffix.lower() in (".csv", ".tsv"):
+    suffix = Path(path).suffix.lower() if path is not None and str(path) != "-" else ""
+    if suffix in (".csv", ".tsv"):
         return "csv"
+    if suffix in (".parquet", ".pq"):
+        return "parquet"
     return "jsonl"
 
 
@@ -282,6 +287,8 @@ def read_requests(path: str | Path, fmt: str | None = None) -> Iterator[Numbered
     """
     fmt = detect_format(path, fmt)
     if str(path) == "-":
+        if fmt == "parquet":  # its footer, at the end, says where the rows are
+            raise InputError(Errors.E047.format(path="standard input", reason="Parquet is read from a file, not a stream"))
         return _read(sys.stdin.buffer, fmt, "standard input")
     p = Path(path)
     try:
@@ -292,6 +299,10 @@ def read_requests(path: str | Path, fmt: str | None = None) -> Iterator[Numbered
         raise InputError(Errors.E047.format(path=p, reason=exc.strerror or exc)) from None
     if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode) or stat.S_ISCHR(mode)):
         raise InputError(Errors.E042.format(path=p, kind=_kind(mode)))
+    if fmt == "parquet":
+        from .parquet import read_parquet
+
+        return read_parquet(p)
     try:
         stream = open(p, "rb")
     except OSError as exc:
@@ -313,6 +324,19 @@ def _read(stream: BinaryIO, fmt: str, name: str | Path, close: bool = False) -> 
 CSV_COLUMNS = ("id", "category", "scope", "clauses", "severity", "response_time_hours", "missing_info",
                "delay_reasons", "flags", "confidence", "needs_review", "language", "suggested_reply", "explanation",
                "error")
+#: The columns of a Parquet output and of a Spark result, with their types: the CSV columns,
+#: the lists typed as lists of strings (``clauses`` as the clause ids).
+TABLE_COLUMNS = (("id", "string"), ("category", "string"), ("scope", "string"), ("clauses", "list<string>"),
+                 ("severity", "string"), ("response_time_hours", "int32"), ("missing_info", "list<string>"),
+                 ("delay_reasons", "list<string>"), ("flags", "list<string>"), ("confidence", "double"),
+                 ("needs_review", "bool"), ("language", "string"), ("suggested_reply", "string"),
+                 ("explanation", "string"), ("error", "string"))
+_LISTS = ("missing_info", "delay_reasons", "flags")
+
+
+def table_columns(include_text: bool = False) -> tuple[tuple[str, str], ...]:
+    """:data:`TABLE_COLUMNS`, and ``text`` (the masked request) when asked for."""
+    return TABLE_COLUMNS + ((("text", "string"),) if include_text else ())
 
 
 def csv_row(result: Result) -> dict[str, Any]:
@@ -330,6 +354,30 @@ def csv_row(result: Result) -> dict[str, Any]:
         "explanation": json.dumps(d["explanation"], ensure_ascii=False),
         **({"text": d["text"]} if "text" in d else {}),
     }
+
+
+def table_row(result: Result) -> dict[str, Any]:
+    """One typed row (:data:`TABLE_COLUMNS`) for Parquet and Spark: lists as lists,
+    explanation as JSON text, error as ``row N: message``; an error row has only ``id``
+    and ``error``. A lone surrogate, which UTF-8 has no form for, becomes U+FFFD."""
+    d = result.to_dict()
+    if "error" in d:
+        row = {"id": d["id"], "error": f"row {d['error']['row']}: {d['error']['message']}"}
+    else:
+        row = {
+            **{k: d[k] for k in ("id", "category", "scope", "severity", "response_time_hours", "confidence",
+                                 "needs_review", "language", "suggested_reply")},
+            "clauses": [c["id"] for c in d["clauses"]],
+            **{k: list(d[k]) for k in _LISTS},
+            "explanation": json.dumps(d["explanation"], ensure_ascii=False),
+            **({"text": d["text"]} if "text" in d else {}),
+        }
+    for key, value in row.items():
+        if isinstance(value, str):
+            row[key] = _SURROGATE.sub("\ufffd", value)
+        elif isinstance(value, list):
+            row[key] = [_SURROGATE.sub("\ufffd", v) for v in value]
+    return row
 
 
 def _json_line(result: Result) -> str:
@@ -351,33 +399,79 @@ def _unwritable(result: Result, fmt: str, exc: Exception) -> Result:
                   error={"row": row, "field": None, "message": Errors.E046.format(row=row, fmt=fmt, detail=detail)})
 
 
-def write_results(results: Iterable[Result], out: TextIO, fmt: str = "jsonl", *,
+class Encoded(NamedTuple):
+    """A result in its output format, ready to write, and the result itself (after
+    an :class:`Encoder` in a worker process, only what progress and the summary need of it)."""
+
+    result: Result
+    #: a JSONL or CSV line, or a Parquet row
+    data: str | dict[str, Any]
+
+
+class Encoder:
+    """Turns results into :class:`Encoded` rows of one output format. A result that cannot be
+    written becomes its row's error (E046). Picklable, so worker processes encode what they
+    classify and hand over only text."""
+
+    def __init__(self, fmt: str, include_text: bool = False) -> None:
+        self.fmt = fmt
+        self.include_text = include_text
+        self._columns = CSV_COLUMNS + (("text",) if include_text else ())
+        self._buffer: io.StringIO | None = None
+        self._csv: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"fmt": self.fmt, "include_text": self.include_text}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["fmt"], state["include_text"])
+
+    def header(self) -> str:
+        """The CSV header line ('' for other formats)."""
+        return self._csv_line(self._columns) if self.fmt == "csv" else ""
+
+    def __call__(self, result: Result) -> Encoded:
+        name = {"csv": "CSV", "parquet": "Parquet"}.get(self.fmt, "JSON")
+        try:
+            return Encoded(result, self._data(result))
+        except (TypeError, ValueError) as exc:  # a value the format has no form for
+            result = _unwritable(result, name, exc)
+            return Encoded(result, self._data(result))
+
+    def _data(self, result: Result) -> str | dict[str, Any]:
+        if self.fmt == "parquet":
+            return table_row(result)
+        if self.fmt == "csv":
+            cells = _csv_cells(result)
+            return self._csv_line([cells.get(k, "") for k in self._columns])
+        return _json_line(result) + "\n"
+
+    def _csv_line(self, fields: Iterable[Any]) -> str:
+        """One CSV record as csv.DictWriter writes it (quoting as needed, ending in \\r\\n)."""
+        if self._buffer is None:
+            self._buffer = io.StringIO()
+            self._csv = csv.writer(self._buffer)
+        self._buffer.seek(0)
+        self._buffer.truncate()
+        self._csv.writerow(fields)
+        return self._buffer.getvalue()
+
+
+def write_results(results: Iterable[Result | Encoded], out: Any, fmt: str = "jsonl", *,
                   header: bool = True, include_text: bool = False) -> Iterator[Result]:
-    """Write each result as it comes and pass it on (for progress and the summary). A result
-    that cannot be written becomes its row's error (E046); ``header=False`` leaves out the
-    CSV header (when appending); ``include_text`` adds the CSV column ``text``."""
-    if fmt == "csv":
-        writer = csv.DictWriter(out, fieldnames=CSV_COLUMNS + (("text",) if include_text else ()),
-                                extrasaction="ignore")
-        if header:
-            writer.writeheader()
-        for r in results:
-            try:
-                cells = _csv_cells(r)
-            except (TypeError, ValueError) as exc:
-                r = _unwritable(r, "CSV", exc)
-                cells = _csv_cells(r)
-            writer.writerow(cells)
-            yield r
-    else:
-        for r in results:
-            try:
-                line = _json_line(r)
-            except (TypeError, ValueError) as exc:  # a value JSON has no form for
-                r = _unwritable(r, "JSON", exc)
-                line = _json_line(r)
-            out.write(line + "\n")
-            yield r
+    """Write each result as it comes and pass it on (for progress and the summary). Results
+    may come already encoded (:class:`Encoded`, from worker processes). A result that cannot
+    be written becomes its row's error (E046); ``header=False`` leaves out the CSV header
+    (when appending); ``include_text`` adds the column ``text``. ``out`` is a text stream,
+    or for Parquet a :class:`classifier.parquet.ParquetRows`."""
+    encoder = Encoder(fmt, include_text)
+    if header and fmt == "csv":
+        out.write(encoder.header())
+    write = out.write_row if fmt == "parquet" else out.write
+    for item in results:
+        encoded = item if isinstance(item, Encoded) else encoder(item)
+        write(encoded.data)
+        yield encoded.result
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -438,9 +532,14 @@ class OutputFile:
     :attr:`done` holds the rows already in it; a last row cut off by a crash or a
     full disk is removed first. A device or pipe (``/dev/null``, a FIFO) is written
     directly. An existing non-empty file is never replaced without ``overwrite`` (E043).
+
+    A Parquet file cannot be appended to: with ``resume`` its rows are copied into the
+    new file first, and :attr:`stream` is a :class:`classifier.parquet.ParquetRows`
+    (``include_text`` adds its column ``text``).
     """
 
-    def __init__(self, path: str | Path, fmt: str, *, resume: bool = False, overwrite: bool = False) -> None:
+    def __init__(self, path: str | Path, fmt: str, *, resume: bool = False, overwrite: bool = False,
+                 include_text: bool = False) -> None:
         self.path = Path(path)
         self.fmt = fmt
         self.done = Done()
@@ -448,7 +547,12 @@ class OutputFile:
         self.header = True
         self._temp: Path | None = None
         self._existed = False
-        self._appending = resume
+        self._appending = resume and fmt != "parquet"
+        self._include_text = include_text
+        if fmt == "parquet":
+            from .parquet import _pyarrow
+
+            _pyarrow()  # the extra is there, before any file is made
         try:
             st = os.stat(self.path)
         except FileNotFoundError:
@@ -461,7 +565,8 @@ class OutputFile:
                     path=self.path, reason=f"it is {_kind(st.st_mode)}",
                     state="--resume needs a regular file" if resume else "give the name of a file"))
             self._appending = False
-            self.stream = self._open(lambda: open(self.path, "w", encoding="utf-8", newline=""))
+            self.stream = self._rows_on(self._open(lambda: open(self.path, "w", encoding="utf-8", newline="")
+                                                   if fmt != "parquet" else open(self.path, "wb")))
             return
         self._existed = st is not None and st.st_size > 0
         if self._existed and not (resume or overwrite):
@@ -469,7 +574,13 @@ class OutputFile:
         if self._existed and not os.access(self.path, os.W_OK):
             raise IntakeError(Errors.E044.format(path=self.path, reason="the file is read-only",
                                                  state="it is unchanged"))
-        if resume:
+        keep = None
+        if resume and fmt == "parquet" and self._existed:
+            from .parquet import rows_in
+
+            rows_in(self.path, self.done)
+            keep = self.path
+        elif resume and fmt != "parquet":
             if st is not None:
                 self.done = _rows_in(self.path, fmt)
                 self.header = self.path.stat().st_size == 0
@@ -480,7 +591,24 @@ class OutputFile:
         fd = self._open(lambda: os.open(self._temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
         if st is not None:
             os.chmod(fd, stat.S_IMODE(st.st_mode))
-        self.stream = open(fd, "w", encoding="utf-8", newline="")
+        try:
+            self.stream = self._rows_on(open(fd, "w", encoding="utf-8", newline="") if fmt != "parquet"
+                                        else open(fd, "wb"), keep)
+        except BaseException:
+            self._temp.unlink(missing_ok=True)
+            raise
+
+    def _rows_on(self, stream: Any, keep: Path | None = None) -> Any:
+        """The stream results are written to: the file itself, or Parquet rows on it."""
+        if self.fmt != "parquet":
+            return stream
+        from .parquet import ParquetRows
+
+        try:
+            return ParquetRows(stream, include_text=self._include_text, keep=keep)
+        except OSError as exc:
+            stream.close()
+            raise self._error(exc, "nothing was written") from None
 
     def _open(self, opener: Any) -> Any:
         try:
@@ -493,10 +621,14 @@ class OutputFile:
 
     def commit(self) -> None:
         """Finish the file: flush it to disk and, when written beside the target, rename it into place."""
-        self.stream.flush()
-        if self._temp is not None or self._appending:
-            os.fsync(self.stream.fileno())
-        self.stream.close()
+        sync = self._temp is not None or self._appending
+        if self.fmt == "parquet":
+            self.stream.close(sync=sync)
+        else:
+            self.stream.flush()
+            if sync:
+                os.fsync(self.stream.fileno())
+            self.stream.close()
         if self._temp is not None:
             os.replace(self._temp, self.path)
             self._temp = None
@@ -505,8 +637,8 @@ class OutputFile:
         """Undo what a run that failed wrote, as far as it can be; says what state the output is in."""
         try:
             self.stream.close()
-        except OSError:
-            pass  # the flush of a full disk fails again; the file is dealt with below
+        except Exception:  # noqa: BLE001 - the flush of a full disk fails again; the file is dealt with below
+            pass
         if self._temp is not None:
             self._temp.unlink(missing_ok=True)
             self._temp = None

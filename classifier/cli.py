@@ -281,6 +281,27 @@ def _load_classifier(model_dir: Path | None, rules_dir: Path | None, no_model: b
         _fail(exc)
 
 
+class _Jobs(click.ParamType):
+    """``--jobs``: a number of worker processes, or ``auto`` for one per core."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx) -> int:
+        if isinstance(value, int):
+            return value
+        if str(value).strip().lower() == "auto":
+            from .parallel import cpu_count
+
+            return cpu_count()
+        try:
+            jobs = int(value)
+        except ValueError:
+            jobs = 0
+        if jobs < 1:
+            self.fail(f"{value!r} is not a number of processes (1 or more) or 'auto'", param, ctx)
+        return jobs
+
+
 def _readable(result) -> str:
     d = result.to_dict()
     lines = [
@@ -307,12 +328,15 @@ def _readable(result) -> str:
 @click.argument("text", required=False)
 @click.option("--subject", default=None, help="Subject of the single request given as TEXT.")
 @click.option("--input", "input_path", type=click.Path(path_type=Path, allow_dash=True), default=None,
-              help="JSONL or CSV file of requests, or - for standard input.")
+              help="JSONL, CSV or Parquet file of requests, or - for standard input.")
 @click.option("--output", "output_path", type=click.Path(path_type=Path, allow_dash=True), default=None,
-              help="Where to write results (JSONL or CSV by extension; default: standard output).")
-@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv"]), default=None, help="Input format (default: by extension).")
-@click.option("--output-format", "out_fmt", type=click.Choice(["jsonl", "csv"]), default=None,
+              help="Where to write results (JSONL, CSV or Parquet by extension; default: standard output).")
+@click.option("--format", "fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default=None,
+              help="Input format (default: by extension).")
+@click.option("--output-format", "out_fmt", type=click.Choice(["jsonl", "csv", "parquet"]), default=None,
               help="Output format (default: by extension of --output, else jsonl).")
+@click.option("--jobs", type=_Jobs(), default=1, show_default=True,
+              help="Worker processes classifying at once ('auto': one per core); the output is the same.")
 @click.option("--resume", is_flag=True,
               help="Append to --output as rows come, skipping requests already in it (to go on with a run that stopped).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --output file (once the run has ended).")
@@ -323,7 +347,7 @@ def _readable(result) -> str:
 @click.option("--quiet", is_flag=True, help="No progress bar and no summary.")
 @MODEL_OPTION
 @RULES_OPTION
-def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overwrite, as_json, no_model,
+def classify(text, subject, input_path, output_path, fmt, out_fmt, jobs, resume, overwrite, as_json, no_model,
              include_text, quiet, model_dir, rules_dir) -> None:
     """Classify one request (TEXT) or a batch (--input FILE|-).
 
@@ -345,6 +369,8 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overw
         raise click.UsageError("give --resume or --overwrite, not both")
     if (resume or overwrite) and not to_file:
         raise click.UsageError("--resume and --overwrite need --output FILE")
+    if out_fmt == "parquet" and not to_file:
+        raise click.UsageError("Parquet output needs --output FILE")
     clf = _load_classifier(model_dir, rules_dir, no_model)
     if text is not None:
         try:
@@ -358,10 +384,15 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overw
         out_fmt = out_fmt or batch.detect_format(output_path if to_file else None, None)
         records = batch.read_requests(input_path, in_fmt)
         total = None
-        if str(input_path) != "-" and input_path.is_file():  # counting a pipe's lines would use them up
+        if in_fmt == "parquet":
+            from .parquet import row_count
+
+            total = row_count(input_path)
+        elif str(input_path) != "-" and input_path.is_file():  # counting a pipe's lines would use them up
             with open(input_path, "rb") as f:
                 total = sum(1 for _ in f) - (1 if in_fmt == "csv" else 0)
-        output = batch.OutputFile(output_path, out_fmt, resume=resume, overwrite=overwrite) if to_file else None
+        output = (batch.OutputFile(output_path, out_fmt, resume=resume, overwrite=overwrite, include_text=include_text)
+                  if to_file else None)
     except IntakeError as exc:
         _fail(exc)
     out = output.stream if output is not None else sys.stdout
@@ -376,9 +407,17 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overw
         log.setLevel(logging.ERROR)
     if total is not None and done.count:
         total = max(total - done.count, 0)
-    progress = tqdm(total=total, unit="req", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
+    progress = results = None
     try:
-        results = clf.classify_many(done.skip(records), include_text=include_text)
+        if jobs > 1:
+            from .parallel import classify_in_processes
+
+            results = classify_in_processes(clf, done.skip(records), jobs, include_text=include_text,
+                                            encode=batch.Encoder(out_fmt, include_text))
+        else:
+            results = clf.classify_many(done.skip(records), include_text=include_text)
+        # one bar over all rows, made once the workers have started (its monitor thread is not forked)
+        progress = tqdm(total=total, unit="req", disable=quiet or not sys.stderr.isatty(), file=sys.stderr)
         for result in batch.write_results(results, out, out_fmt, header=output is None or output.header,
                                           include_text=include_text):
             progress.update(1)
@@ -408,7 +447,10 @@ def classify(text, subject, input_path, output_path, fmt, out_fmt, resume, overw
             output.discard()
         raise
     finally:
-        progress.close()
+        if results is not None:
+            results.close()  # stops the workers at once when the run ends early (`| head`, an error)
+        if progress is not None:
+            progress.close()
         log.setLevel(level)
     if not quiet:
         n = sum(counts["category"].values())

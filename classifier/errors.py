@@ -75,6 +75,11 @@ class Errors:
     E045 = "[E045] Cannot resume {path}: {problem}; move the file away, or pass --overwrite to start over."
     E046 = "[E046] row {row}: the result cannot be written as {fmt}: {detail}."
     E047 = "[E047] Cannot read input {path}: {reason}."
+    E048 = ("[E048] {what} needs the {extra} extra ({module} is not installed): "
+            "pip install \"intake-classifier[{extra}]\" (in a checkout: pip install -e \".[{extra}]\")")
+    E049 = ("[E049] A worker process stopped before it finished its rows ({detail}); the output is not "
+            "written (with --resume, its whole rows are kept). Run again, with fewer --jobs if the machine "
+            "ran out of memory.")
     # analysis: rule report, review queue, model comparison (classifier/analysis.py)
     E060 = ("[E060] rule_summary got {analysed} analysed requests but {gold} gold rows; "
             "they must be the same requests in the same order.")

@@ -162,7 +162,9 @@ def test_detect_format():
     assert batch.detect_format("tickets.jsonl", None) == "jsonl"
     assert batch.detect_format("-", None) == "jsonl"
     assert batch.detect_format("tickets.txt", "csv") == "csv"
-    with pytest.raises(InputError, match=r"^\[E040\] Input format 'xml' is not supported\. Use one of: jsonl, csv$"):
+    assert batch.detect_format("lake/tickets-2024.parquet", None) == "parquet"
+    assert batch.detect_format("tickets.PQ", None) == "parquet"
+    with pytest.raises(InputError, match=r"^\[E040\] Input format 'xml' is not supported\. Use one of: jsonl, csv, parquet$"):
         batch.detect_format("a.xml", "xml")
 
 

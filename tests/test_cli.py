@@ -117,22 +117,28 @@ def test_output_csv_file_has_the_csv_columns(runner, tmp_path):
     assert "classified 2 rows, 0 failed" in run.output  # the summary goes to stderr
 
 
-def test_output_jsonl_file_and_some_failed_rows_exit_1(runner, tmp_path):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_output_jsonl_file_and_some_failed_rows_exit_1(runner, tmp_path, jobs, caplog):
     source = write_jsonl(tmp_path / "in.jsonl", GOOD, extra=b'{"id": "c-3", "text": ""}\n')
     out = tmp_path / "out.jsonl"
-    run = runner.invoke(main, ["classify", "--input", str(source), "--output", str(out)])
+    run = runner.invoke(main, ["classify", "--jobs", jobs, "--input", str(source), "--output", str(out)])
     assert run.exit_code == 1
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert [r["id"] for r in rows] == ["c-1", "c-2", "c-3"]
     assert rows[2]["error"]["message"] == "[E031] row 3: field 'text' is missing or empty."
     assert "classified 2 rows, 1 failed" in run.output
     assert "failed row 3: [E031] row 3: field 'text' is missing or empty." in run.output
+    # the warning for the failed row, logged in the worker that met it, is given by the parent
+    assert [r.getMessage() for r in caplog.records if r.name == "intake"] == [
+        "row 3 not classified: [E031] row 3: field 'text' is missing or empty."]
 
 
-def test_quiet_prints_nothing_for_failed_rows_but_the_exit_status_says_so(runner, tmp_path, caplog):
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_quiet_prints_nothing_for_failed_rows_but_the_exit_status_says_so(runner, tmp_path, caplog, jobs):
     source = write_jsonl(tmp_path / "in.jsonl", GOOD, extra=b'{"id": "c-3", "text": ""}\n{"id": "c-4", "text": [1]}\n')
     caplog.set_level(logging.DEBUG, logger="intake")
-    run = runner.invoke(main, ["classify", "--quiet", "--input", str(source), "--output", str(tmp_path / "out.jsonl")])
+    run = runner.invoke(main, ["classify", "--quiet", "--jobs", jobs, "--input", str(source),
+                               "--output", str(tmp_path / "out.jsonl")])
     assert run.exit_code == 1
     assert run.stdout == "" and run.stderr == ""
     assert [r.message for r in caplog.records if r.levelno >= logging.WARNING] == []
@@ -196,8 +202,8 @@ def test_an_existing_output_is_kept_unless_overwrite_or_resume_is_given(runner, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "results.jsonl"]  # no temporary file left
 
 
-@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
-def test_resume_adds_only_the_rows_not_in_the_output(runner, tmp_path, fmt):
+@pytest.mark.parametrize("fmt,jobs", [("jsonl", "1"), ("csv", "1"), ("jsonl", "2")])
+def test_resume_adds_only_the_rows_not_in_the_output(runner, tmp_path, fmt, jobs):
     records = [*GOOD, {"id": "c-3", "text": "Mail does not sync since the update", "channel": "email"},
                {"text": "The kanban board of tasks is empty for every user."}]
     out = tmp_path / f"results.{fmt}"
@@ -208,7 +214,7 @@ def test_resume_adds_only_the_rows_not_in_the_output(runner, tmp_path, fmt):
     with open(out, "ab") as f:
         f.write(b'{"id": "c-3", "category": "prod' if fmt == "jsonl" else b'c-3,product_error,in_scope,"')
     run = runner.invoke(main, ["classify", "--input", str(write_jsonl(tmp_path / "b.jsonl", records)),
-                               "--output", str(out), "--resume"])
+                               "--output", str(out), "--resume", "--jobs", jobs])
     assert run.exit_code == 0, run.output
     assert f"classified 2 rows, 0 failed; 2 rows already in {out} skipped" in run.stderr
     assert "a last row cut off" in run.stderr
@@ -231,8 +237,8 @@ def test_resume_and_overwrite_need_an_output_file(runner, tmp_path):
         assert "Usage: " in run.output
 
 
-@pytest.mark.parametrize("resume", [False, True])
-def test_a_full_disk_is_an_error_and_the_earlier_output_survives(runner, tmp_path, monkeypatch, resume):
+@pytest.mark.parametrize("resume,jobs", [(False, "1"), (True, "1"), (True, "2")])
+def test_a_full_disk_is_an_error_and_the_earlier_output_survives(runner, tmp_path, monkeypatch, resume, jobs):
     source = write_jsonl(tmp_path / "in.jsonl", [*GOOD, *({**GOOD[0], "id": f"more-{i}"} for i in range(4))])
     out = tmp_path / "results.jsonl"
     assert runner.invoke(main, ["classify", "--quiet", "--input", str(source), "--output", str(out)]).exit_code == 0
@@ -252,7 +258,7 @@ def test_a_full_disk_is_an_error_and_the_earlier_output_survives(runner, tmp_pat
         out.write_bytes(b"".join(before.splitlines(keepends=True)[2:]))
         before = out.read_bytes()
     flag = "--resume" if resume else "--overwrite"
-    run = runner.invoke(main, ["classify", "--input", str(source), "--output", str(out), flag])
+    run = runner.invoke(main, ["classify", "--input", str(source), "--output", str(out), flag, "--jobs", jobs])
     assert run.exit_code == 1
     assert isinstance(run.exception, SystemExit) and "Traceback" not in run.output  # an error, not a crash
     if resume:
@@ -311,7 +317,10 @@ def test_unknown_rules_folder_is_an_error_exit_1(runner, tmp_path):
 
 
 @pytest.mark.parametrize("args", [["classify"], ["classify", TEXT, "--input", "x.jsonl"],
-                                  ["classify", "--input", "x.jsonl", "--output-format", "xml"]])
+                                  ["classify", "--input", "x.jsonl", "--output-format", "xml"],
+                                  ["classify", "--input", "x.jsonl", "--jobs", "0"],
+                                  ["classify", "--input", "x.jsonl", "--jobs", "many"],
+                                  ["classify", "--input", "x.jsonl", "--output-format", "parquet"]])
 def test_usage_errors_exit_2(runner, args):
     run = runner.invoke(main, args)
     assert run.exit_code == 2
