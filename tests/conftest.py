@@ -6,6 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from click.testing import CliRunner
+
+from classifier.classify import Classifier
 from classifier.features import Analyser
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -30,3 +33,16 @@ def _database_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> 
     tests that need their own database set INTAKE_DATABASE_URL themselves."""
     if not os.environ.get("INTAKE_DATABASE_URL"):
         os.environ["INTAKE_DATABASE_URL"] = f"sqlite:///{tmp_path_factory.mktemp('store') / 'intake.db'}"
+
+
+@pytest.fixture(scope="module")
+def loaded() -> Classifier:
+    """The bundled classifier, loaded once per test module (~2 s)."""
+    return Classifier.load()
+
+
+@pytest.fixture()
+def runner(monkeypatch, loaded) -> CliRunner:
+    """A CliRunner whose Classifier.load() returns the classifier loaded for the module."""
+    monkeypatch.setattr(Classifier, "load", classmethod(lambda cls, *a, **kw: loaded))
+    return CliRunner()

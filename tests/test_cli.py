@@ -28,11 +28,6 @@ GOOD = [
 ]
 
 
-@pytest.fixture(scope="module")
-def loaded() -> Classifier:
-    return Classifier.load()
-
-
 @pytest.fixture()
 def runner(monkeypatch, loaded) -> CliRunner:
     """A CliRunner whose default Classifier.load() reuses one loaded classifier (loading takes ~2 s)."""

@@ -10,7 +10,6 @@ from itertools import count, islice
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from classifier import batch, parallel
 from classifier.classify import Classifier
@@ -19,18 +18,6 @@ from classifier.errors import IntakeError
 from classifier.request import NumberedRecord
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-@pytest.fixture(scope="module")
-def loaded() -> Classifier:
-    return Classifier.load()
-
-
-@pytest.fixture()
-def runner(monkeypatch, loaded) -> CliRunner:
-    """A CliRunner whose Classifier.load() returns one classifier loaded for the module."""
-    monkeypatch.setattr(Classifier, "load", classmethod(lambda cls, *a, **kw: loaded))
-    return CliRunner()
 
 
 def corpus_requests(n: int) -> list[dict]:

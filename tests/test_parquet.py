@@ -8,10 +8,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from click.testing import CliRunner
 
 from classifier import batch
-from classifier.classify import Classifier
 from classifier.cli import main
 from classifier.errors import InputError, IntakeError
 from classifier.parquet import ParquetRows, arrow_schema, read_parquet
@@ -26,17 +24,6 @@ TICKETS = [
      "attachments": ["screen.bmp", "log.zip"]},
     {"id": None, "text": "Добрый день! После обновления не открываются сделки в CRM, белый экран.", "channel": "fax"},
 ]
-
-
-@pytest.fixture(scope="module")
-def loaded() -> Classifier:
-    return Classifier.load()
-
-
-@pytest.fixture()
-def runner(monkeypatch, loaded) -> CliRunner:
-    monkeypatch.setattr(Classifier, "load", classmethod(lambda cls, *a, **kw: loaded))
-    return CliRunner()
 
 
 SCHEMA = pa.schema([("id", pa.int64()), ("text", pa.string()), ("channel", pa.string()), ("queue", pa.string()),
