@@ -346,6 +346,13 @@ class RuleMatcher:
                 exact = word.startswith("=")
                 doc = nlp.make_doc(word[1:] if exact else word.lower())
                 (form_docs if exact else lemma_docs).append(doc if exact else lemmatize(doc))
+                if not exact and len(doc) == 1 and doc[0].lemma_ != doc[0].lower_:
+                    # a word written in its dictionary form also finds the words it is the lemma
+                    # of where the lemmatizer reads the form itself as another word's: "коробка"
+                    # (read as "коробок") must find "коробку" (read as "коробка")
+                    as_lemma = nlp.make_doc(doc[0].lower_)
+                    as_lemma[0].lemma_ = doc[0].lower_
+                    lemma_docs.append(as_lemma)
             for word in english:
                 if word.startswith("="):
                     form_docs.append(nlp.make_doc(word[1:]))

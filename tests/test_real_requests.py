@@ -98,3 +98,66 @@ def test_a_heading_does_not_fire_clause_rules(clf):
 def test_inline_code_is_not_read_by_clause_or_severity_rules(clf):
     assert {"3.4.in.1#down", "severity.critical.site_down"} <= fired(clf, "The log says portal down since 06:40.")
     assert fired(clf, "The log says `portal down since 06:40`.") == set()
+
+
+def missing_in(clf: Classifier, text: str, language: str, clause: str = "3.4.in.1") -> list[str]:
+    analysed = next(clf.analyser.analyse([Request(text=text, language=language)]))
+    return decide(analysed, forced(clause)).missing_info
+
+
+STEPS = "\n1. open a deal\n2. press Delete"
+
+
+@pytest.mark.parametrize("language, stated", [
+    # the dictionary form "коробка" is read as "коробок" by the lemmatizer; "коробку" as "коробка"
+    ("ru", "Мы ставим коробку Бизнес для клиента, сайт portal.agrotrade.kz, версия 24.300."),
+    ("ru", "после переноса портала на новый сервер (bitrix.fortuna-agro.ru, Энтерпрайз) main 24.200.0"),
+    ("ru", "У нас Корпоративный портал, адрес crm.vostokmash.ru, главный модуль 24.300.0."),
+    ("de", "Wir nutzen das Unternehmensportal unter portal.kanzlei-lorenz.de, Hauptmodul 24.200.0."),
+    ("es", "Edición Empresa, intranet.consorcio.pe, versión 24.100.0."),
+    ("en", "where is the cache page? shop.kolibri.ua, Business 24.300"),
+    ("fr", "Notre portail intranet.groupe-ouedraogo.bf (Enterprise, main 24.200.100) est lent."),
+])
+def test_edition_version_and_address_as_customers_write_them(clf, language, stated):
+    assert missing_in(clf, stated + STEPS, language) == []
+
+
+def test_the_product_version_without_a_keyword_counts_but_a_price_does_not(clf):
+    site = "Portal https://crm.acme-tools.de, Business edition. Deleting a deal fails."
+    assert missing(clf, f"{site} We are on Business 24.300.{STEPS}") == []
+    assert missing(clf, f"{site} The licence cost 24.900 € last year.{STEPS}") == ["version"]
+
+
+def test_the_server_of_an_ssh_login_is_the_customers_address_but_a_mail_address_is_not(clf):
+    about = "Deleting a deal fails. Business edition, main 24.300.100."
+    assert missing(clf, f"{about} ssh bxadmin@srv2.matos-engenharia.pt{STEPS}") == []
+    assert missing(clf, f"{about} Write to bxadmin@matos-engenharia.pt{STEPS}") == ["url"]
+
+
+@pytest.mark.parametrize("text", [
+    "If you click another link, or hit Stop, no other link works until a restart.",
+    "From the Create patient page, if you enter four names, an error appears.",
+    "Steps to reproduce:\n- use the attached report\nExpected behavior:\n- the smaller font takes effect",
+    "Build number:\n2 3.0.v20071106-0630\nSteps to reproduce:\n1 Double click the parameter in the report.",
+])
+def test_a_choice_a_condition_or_one_step_is_no_steps(clf, text):
+    assert missing(clf, SITE + text) == ["steps_to_reproduce"]
+
+
+@pytest.mark.parametrize("text", [
+    "What I do: open the update page -> click \"Check for updates\" -> that message.",
+    "Steps: `docker-compose up -d`, then open http://localhost:8080/index.php from the full archive.",
+    "1 Enter \"read.ext<\" into the dialog\n==> also matches reada.ext.\n2 Enter \"A.t<\" into the dialog\n==> matches more",
+    "[15:03] Customer: curl -v https://www.1c-bitrix.ru/\n[15:03] Customer: -> SSL certificate problem\n"
+    "[15:04] Customer: openssl s_client -connect www.1c-bitrix.ru:443",
+    "### How to reproduce\n\n1. POST to /rest/crm.item.list with\n```json\n{\"select\": [\"id\"]}\n```\n2. Look at result.items",
+    "After creating a form, when I go to the form list and select it, the page is empty.",
+])
+def test_steps_as_real_requests_tell_them(clf, text):
+    assert missing(clf, SITE + text) == []
+
+
+def test_a_word_listed_in_its_dictionary_form_finds_its_inflected_forms(clf):
+    # the lemmatizer reads "коробка" (as the rules list it) as "коробок", but "коробку" as "коробка"
+    hits = next(clf.analyser.analyse([Request(text="Поставили коробку на новый сервер.", language="ru")])).hits
+    assert "info.self_hosted.words" in {h.rule_id for h in hits}
