@@ -17,6 +17,7 @@ review naming the rule (``doc._.intake_timed_out``).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -281,8 +282,12 @@ def _then(lists: list[list[Span]], within: int) -> list[Span]:
     for start, end in lists[0]:
         at = end
         for spans in lists[1:]:
-            nxt = next((s for s in spans if s[0] >= at), None)  # the earliest leaves most room
-            if nxt is None or nxt[0] - start > within:
+            for nxt in spans:  # the earliest leaves most room
+                if nxt[0] >= at:
+                    break
+            else:
+                break
+            if nxt[0] - start > within:
                 break
             at = nxt[1]
         else:
@@ -388,19 +393,21 @@ class RuleMatcher:
         self._has_forms = len(self._by_form) > 0
         # a language whose word order is free reads every ``then`` as ``near``: "Können Sie
         # Bitrix24 auf unserem Server installieren?" puts the verb English puts first last
-        self._free_order = pack.word_order == "free"
-        # per rule, made once: its terms, each regex condition's key, and what each condition needs found
-        self._plans = []
-        for rule in self.rules:
-            keys = [f"{rule.id}\0{i}" if c.form == "regex" else None for i, c in enumerate(rule.match)]
-            needs = [frozenset([key] if key else c.terms) for c, key in zip(rule.match, keys)]
-            self._plans.append((rule, rule.terms(), [k for k in keys if k], list(zip(rule.match, keys)), needs))
-        # which rules a found term may let fire: each condition is filed under one of the
-        # terms it needs, so a request looks only at the rules some of its terms point to
-        self._rules_of_term: dict[str, set[int]] = {}
-        for i, (*_, needs) in enumerate(self._plans):
-            for need in needs:
-                self._rules_of_term.setdefault(min(need), set()).add(i)
+        free_order = pack.word_order == "free"
+        # each condition, made once: (its rule's index, what it needs found, how it matches,
+        # its terms, within, its regex's key), filed under the needed term that the fewest
+        # conditions use (the least often found), so a request looks only at conditions one
+        # of its rarer terms points to
+        uses = Counter(t for rule in self.rules for c in rule.match for t in c.terms)
+        self._conditions_of_term: dict[str, list[tuple]] = {}
+        for i, rule in enumerate(self.rules):
+            for j, c in enumerate(rule.match):
+                key = f"{rule.id}\0{j}" if c.form == "regex" else None
+                needs = frozenset([key] if key else c.terms)
+                form = "near" if c.form == "near" or (c.form == "then" and free_order and not c.in_order) else c.form
+                self._conditions_of_term.setdefault(min(needs, key=lambda t: (uses[t], t)), []).append(
+                    (i, needs, form, c.terms, c.within, key))
+        self._concept_names = frozenset(ruleset.concepts)
 
     def _included(self, name: str) -> set[str]:
         out = set()
@@ -487,23 +494,19 @@ class RuleMatcher:
         hits: list[Hit] = []
         skipped: set[str] = set()
         present = found.keys() | rule_regexes.keys()
-        free_order = self._free_order
-        if timed_out:
-            for rule, terms, regex_keys, _, _ in self._plans:
-                if terms & timed_out or any(k in timed_out for k in regex_keys):
-                    skipped.add(rule.id)
-        rules_of_term = self._rules_of_term
-        candidates = set()
+        if timed_out:  # rules with a term whose regex, or with a regex of their own, ran out of time
+            skipped = {rule.id for rule in self.rules if rule.terms() & timed_out}
+            skipped |= {key.partition("\0")[0] for key in timed_out if "\0" in key}
+        # the conditions whose every term was found, by rule (the order of rules and of
+        # conditions changes no hit: each rule's hits are sorted, and all of them at the end)
+        ready: dict[int, list[tuple]] = {}
+        conditions_of_term = self._conditions_of_term
         for term in present:
-            found_rules = rules_of_term.get(term)
-            if found_rules:
-                candidates |= found_rules
-        plans = self._plans
-        for i in sorted(candidates):
-            rule, terms, regex_keys, conditions, needs = plans[i]
-            # most rules cannot fire on most requests: no condition has all it needs
-            if not any(map(present.issuperset, needs)):
-                continue
+            for cond in conditions_of_term.get(term, ()):
+                if cond[1] <= present:
+                    ready.setdefault(cond[0], []).append(cond)
+        for i, conditions in ready.items():
+            rule = self.rules[i]
             read = rule.read
             visible = by_read.get(read)
             if visible is None:
@@ -516,21 +519,21 @@ class RuleMatcher:
                 by_read[read] = visible
             spans: list[Span] = []
             char_spans: list[tuple[int, int]] = []
-            for cond, key in conditions:
+            for _, _, form, terms, within, key in conditions:
                 if key:
-                    for a, b in rule_regexes.get(key, ()):
-                        if segment_of(a) in rule.read and segment_of(max(a, b - 1)) in rule.read:
+                    for a, b in rule_regexes[key]:
+                        if segment_of(a) in read and segment_of(max(a, b - 1)) in read:
                             char_spans.append((a, b))
                     continue
-                lists = [visible.get(t) for t in cond.terms]
+                lists = [visible.get(t) for t in terms]
                 if not all(lists):
                     continue
-                if cond.form in ("concept", "phrase"):
-                    spans += lists[0]
-                elif cond.form == "near" or (free_order and not cond.in_order):
-                    spans += _near(lists, cond.within)
+                if form == "near":
+                    spans += _near(lists, within)
+                elif form == "then":
+                    spans += _then(lists, within)
                 else:
-                    spans += _then(lists, cond.within)
+                    spans += lists[0]
             if char_spans:
                 spans += [(max(0, bisect_right(starts, a) - 1), max(1, bisect_right(starts, b - 1))) for a, b in char_spans]
             if not spans:
@@ -548,7 +551,7 @@ class RuleMatcher:
                 seen.add(a)
                 hits.append(Hit(rule.id, rule.kind, rule.label, a, b, text[a:b], segment_of(a), rule.weight))
         hits.sort(key=lambda h: (h.start, h.rule_id))
-        names = self.ruleset.concepts.keys() & found.keys()
+        names = self._concept_names.intersection(found)
         if token_segment is None or all(kind in MODEL_SEGMENTS for kind in kinds):
             concepts = tuple(sorted(names)) if kinds[0] in MODEL_SEGMENTS else ()
         else:
