@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import regex
 import spacy
-from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, SPACY
+from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, SPACY
 from spacy.language import Language
 from spacy.lookups import load_lookups
 from spacy.matcher import PhraseMatcher
@@ -49,7 +49,7 @@ for _name in ("intake_segments", "intake_hits", "intake_text", "intake_timed_out
 REGEX_TIME_LIMIT = 0.05
 #: What the rule matcher and the model's features read of each token, in one
 #: ``to_array`` call per doc.
-TOKEN_ATTRS = [LOWER, LEMMA, IDX, SPACY, IS_PUNCT, IS_ALPHA, IS_DIGIT, IS_SPACE]
+TOKEN_ATTRS = [LEMMA, IDX, SPACY, IS_PUNCT, IS_SPACE]
 #: ``doc.user_data`` key under which the rule matcher leaves that array for later stages
 TOKEN_ARRAY_KEY = "intake_token_array"
 _IDX, _SPACY = TOKEN_ATTRS.index(IDX), TOKEN_ATTRS.index(SPACY)
@@ -407,6 +407,7 @@ class RuleMatcher:
                 form = "near" if c.form == "near" or (c.form == "then" and free_order and not c.in_order) else c.form
                 self._conditions_of_term.setdefault(min(needs, key=lambda t: (uses[t], t)), []).append(
                     (i, needs, form, c.terms, c.within, key))
+        self._filed_under = frozenset(self._conditions_of_term)
         self._concept_names = frozenset(ruleset.concepts)
 
     def _included(self, name: str) -> set[str]:
@@ -473,11 +474,11 @@ class RuleMatcher:
         the concepts named in MODEL_SEGMENTS."""
         arr = doc.to_array(TOKEN_ATTRS)
         doc.user_data[TOKEN_ARRAY_KEY] = arr  # the model's features read it too
-        idx = arr[:, _IDX].astype(np.int64)
+        idx = arr[:, _IDX]
         starts = idx.tolist()
         n = len(starts)
         # a token ends where the next starts, less its trailing space
-        ends = (np.append(idx[1:] - arr[:-1, _SPACY].astype(np.int64), len(text)) if n else idx).tolist()
+        ends = (idx[1:] - arr[:-1, _SPACY]).tolist() + [len(text)] if n else []
         found, rule_regexes, timed_out = self.occurrences(doc, text, starts, ends)
         seg_starts = [s.start for s in segments]
         kinds = [s.kind for s in segments]
@@ -487,7 +488,7 @@ class RuleMatcher:
 
         token_segment = None
         if len(segments) > 1:
-            at = np.maximum(np.searchsorted(np.array(seg_starts), idx, side="right") - 1, 0).tolist()
+            at = np.maximum(np.searchsorted(np.array(seg_starts, dtype=idx.dtype), idx, side="right") - 1, 0).tolist()
             token_segment = [kinds[i] for i in at]
         by_read: dict[tuple[str, ...], dict[str, list[Span]]] = {}
         kinds_present = set(kinds)
@@ -501,8 +502,8 @@ class RuleMatcher:
         # conditions changes no hit: each rule's hits are sorted, and all of them at the end)
         ready: dict[int, list[tuple]] = {}
         conditions_of_term = self._conditions_of_term
-        for term in present:
-            for cond in conditions_of_term.get(term, ()):
+        for term in present & self._filed_under:
+            for cond in conditions_of_term[term]:
                 if cond[1] <= present:
                     ready.setdefault(cond[0], []).append(cond)
         for i, conditions in ready.items():
