@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import regex
 import spacy
-from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, SPACY
+from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, ORTH, SPACY
 from spacy.language import Language
 from spacy.lookups import load_lookups
 from spacy.matcher import PhraseMatcher
@@ -47,6 +47,8 @@ for _name in ("intake_segments", "intake_hits", "intake_text", "intake_timed_out
 #: Seconds one regex may spend on one request. The ``regex`` module counts the process's
 #: CPU time, so waiting for a core does not count; rule regexes take well under a millisecond.
 REGEX_TIME_LIMIT = 0.05
+#: Whitespace-separated chunks whose split the tokenizer keeps (some 300 bytes each)
+TOKENIZER_CACHE_SIZE = 50_000
 #: What the rule matcher and the model's features read of each token, in one
 #: ``to_array`` call per doc.
 TOKEN_ATTRS = [LEMMA, IDX, SPACY, IS_PUNCT, IS_SPACE]
@@ -582,6 +584,15 @@ def build_pipeline(rules_dir: str | Path | None = None, language: str = "en") ->
     pack = ruleset.languages[language]
     nlp = spacy.blank(pack.tokenizer)
     nlp.add_pipe("intake_lemmatizer", config={"sources": list(pack.lemmas)})
+    # spaCy's tokenizer remembers how it split each whitespace-separated chunk, but not for
+    # the rest of a text once a special case has been applied in it, and a newline is one
+    # (the one after the subject, in most requests): the special cases that only say a run
+    # of whitespace is one token, which it is anyway, go; and a process meets more distinct
+    # chunks than spaCy's default 10,000
+    tokenizer = nlp.tokenizer
+    tokenizer.rules = {text: pieces for text, pieces in tokenizer.rules.items()
+                       if text.strip() or not (len(pieces) == 1 and set(pieces[0]) <= {ORTH, "ORTH"})}
+    tokenizer.max_cache_size = TOKENIZER_CACHE_SIZE
     nlp.add_pipe("intake_rule_matcher", config={"rules_dir": None if rules_dir is None else str(rules_dir),
                                                 "language": language})
     if len(_BUILT) >= 16:
