@@ -330,13 +330,11 @@ class RuleMatcher:
         self.rules = ruleset.rules
         strings = nlp.vocab.strings
         lemmatize = nlp.get_pipe("intake_lemmatizer") if "intake_lemmatizer" in nlp.pipe_names else (lambda d: d)
-        # what each match key stands for: a concept (and every concept that includes it) or a phrase
+        # the concepts each concept counts for: itself and every concept that includes it
         owners: dict[str, set[str]] = {name: {name} for name in ruleset.concepts}
         for concept in ruleset.concepts.values():
             for sub in self._included(concept.name):
                 owners[sub].add(concept.name)
-        self._by_lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
-        self._by_form = PhraseMatcher(nlp.vocab, attr="LOWER")
         # another language's pipeline also reads English words (customers everywhere paste
         # English messages and menu names), reduced to their English lemmas, which is what
         # the language's lemmatizer gives an English word it does not know (English comes
@@ -344,10 +342,13 @@ class RuleMatcher:
         # (lemma "bieten") does not, as it would if "bot" were read as German; the English
         # "die" is not the German article (lemma "der")
         english_lemmatize = LowercaseLemmatizer(nlp, "english", ["lookup:en"]) if language != "en" else lemmatize
-        self._names: dict[int, tuple[str, ...]] = {}
+        # each distinct word or phrase (as the matcher reads it) is one match key, standing
+        # for every concept that lists it, every concept including one of those, and the
+        # phrase it is: a word listed by ten concepts is found once, not ten times
+        patterns: dict[tuple[str, tuple[int, ...]], tuple[Doc, set[str]]] = {}
         regexes: list[tuple[str, str, bool]] = []
 
-        def add(key: str, words: Iterable[str], names: Iterable[str], english: Iterable[str] = ()) -> None:
+        def add(words: Iterable[str], names: Iterable[str], english: Iterable[str] = ()) -> None:
             lemma_docs, form_docs = [], []
             for word in words:
                 exact = word.startswith("=")
@@ -363,11 +364,10 @@ class RuleMatcher:
                     # word for one of its own ("page" for the Spanish "pagar")
                     if [t.lemma for t in as_english] != [t.lemma for t in lemmatize(nlp.make_doc(word.lower()))]:
                         form_docs.append(nlp.make_doc(word.lower()))
-            self._names[strings.add(key)] = tuple(sorted(names))
-            if lemma_docs:
-                self._by_lemma.add(key, lemma_docs)
-            if form_docs:
-                self._by_form.add(key, form_docs)
+            for attr, docs in (("LEMMA", lemma_docs), ("LOWER", form_docs)):
+                for doc in docs:
+                    pattern = (attr, tuple(t.lemma if attr == "LEMMA" else t.lower for t in doc))
+                    patterns.setdefault(pattern, (doc, set()))[1].update(names)
 
         # words of English (and of every language) that mean something else in this one
         false_friends = frozenset(pack.false_friends)
@@ -379,15 +379,22 @@ class RuleMatcher:
         for concept in ruleset.concepts.values():
             own = concept.words.get(language, ()) + tuple(filter(counts_here, concept.words.get(ANY_LANGUAGE, ())))
             if language == "en":
-                add(concept.name, own, owners[concept.name])
+                add(own, owners[concept.name])
             else:
-                add(concept.name, own, owners[concept.name], tuple(filter(counts_here, concept.words.get("en", ()))))
+                add(own, owners[concept.name], tuple(filter(counts_here, concept.words.get("en", ()))))
             regexes += [(concept.name, p, False) for p in concept.regexes]
             own_regexes += [(concept.name, p, False) for p in pack.regexes.get(concept.name, ())]
         self._concept_regex_owners = owners
         self._phrases = sorted({t for r in self.rules for t in r.terms() if not CONCEPT_RE.match(t)})
         for phrase in self._phrases:
-            add("'" + phrase, [phrase], [phrase])
+            add([phrase], [phrase])
+        self._by_lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
+        self._by_form = PhraseMatcher(nlp.vocab, attr="LOWER")
+        self._names: dict[int, tuple[str, ...]] = {}  # match key -> what it stands for
+        for i, ((attr, _), (doc, names)) in enumerate(patterns.items()):
+            key = f"{attr} {i}"
+            self._names[strings.add(key)] = tuple(sorted(names))
+            (self._by_lemma if attr == "LEMMA" else self._by_form).add(key, [doc])
         for rule in self.rules:
             regexes += [(f"{rule.id}\0{i}", c.regex, c.case_sensitive)
                         for i, c in enumerate(rule.match) if c.form == "regex"]
