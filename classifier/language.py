@@ -97,6 +97,11 @@ class LanguageDetector:
         self._detector = _lingua_detector(codes)
         self.function_words = {code: frozenset(words) for code, words in (function_words or {}).items() if words}
         self.ascii_only = {code for code, words in self.function_words.items() if all(w.isascii() for w in words)}
+        #: function word -> the languages it is one of (one pass over a text counts them all)
+        self._languages_of_word: dict[str, list[str]] = {}
+        for code, words in self.function_words.items():
+            for word in words:
+                self._languages_of_word.setdefault(word, []).append(code)
 
     def language_of(self, norm: NormalisedRequest, given: str | None = None) -> LanguageOf:
         """The given language, else the detected one, else the default."""
@@ -129,8 +134,12 @@ class LanguageDetector:
         """The language whose function words make up a clear share of ``words``, if one does."""
         if not self.function_words or not words:
             return None
-        counts = sorted(((sum(map(fw.__contains__, words)), code) for code, fw in self.function_words.items()),
-                        reverse=True)
+        per_language = dict.fromkeys(self.function_words, 0)
+        languages_of = self._languages_of_word
+        for word in words:
+            for code in languages_of.get(word, ()):
+                per_language[code] += 1
+        counts = sorted(((n, code) for code, n in per_language.items()), reverse=True)
         top, code = counts[0]
         second = counts[1][0] if len(counts) > 1 else 0
         # a language written in plain ASCII is not told by its small words from prose with

@@ -17,6 +17,7 @@ review naming the rule (``doc._.intake_timed_out``).
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -24,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 import regex
 import spacy
-from spacy.attrs import IDX, IS_ALPHA, IS_DIGIT, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, SPACY
+from spacy.attrs import IDX, IS_PUNCT, IS_SPACE, LEMMA, LOWER, NORM, ORTH, SPACY
 from spacy.language import Language
 from spacy.lookups import load_lookups
 from spacy.matcher import PhraseMatcher
@@ -46,9 +47,11 @@ for _name in ("intake_segments", "intake_hits", "intake_text", "intake_timed_out
 #: Seconds one regex may spend on one request. The ``regex`` module counts the process's
 #: CPU time, so waiting for a core does not count; rule regexes take well under a millisecond.
 REGEX_TIME_LIMIT = 0.05
+#: Whitespace-separated chunks whose split the tokenizer keeps (some 300 bytes each)
+TOKENIZER_CACHE_SIZE = 50_000
 #: What the rule matcher and the model's features read of each token, in one
 #: ``to_array`` call per doc.
-TOKEN_ATTRS = [LOWER, LEMMA, IDX, SPACY, IS_PUNCT, IS_ALPHA, IS_DIGIT, IS_SPACE]
+TOKEN_ATTRS = [LEMMA, IDX, SPACY, IS_PUNCT, IS_SPACE]
 #: ``doc.user_data`` key under which the rule matcher leaves that array for later stages
 TOKEN_ARRAY_KEY = "intake_token_array"
 _IDX, _SPACY = TOKEN_ATTRS.index(IDX), TOKEN_ATTRS.index(SPACY)
@@ -281,8 +284,12 @@ def _then(lists: list[list[Span]], within: int) -> list[Span]:
     for start, end in lists[0]:
         at = end
         for spans in lists[1:]:
-            nxt = next((s for s in spans if s[0] >= at), None)  # the earliest leaves most room
-            if nxt is None or nxt[0] - start > within:
+            for nxt in spans:  # the earliest leaves most room
+                if nxt[0] >= at:
+                    break
+            else:
+                break
+            if nxt[0] - start > within:
                 break
             at = nxt[1]
         else:
@@ -323,13 +330,11 @@ class RuleMatcher:
         self.rules = ruleset.rules
         strings = nlp.vocab.strings
         lemmatize = nlp.get_pipe("intake_lemmatizer") if "intake_lemmatizer" in nlp.pipe_names else (lambda d: d)
-        # what each match key stands for: a concept (and every concept that includes it) or a phrase
+        # the concepts each concept counts for: itself and every concept that includes it
         owners: dict[str, set[str]] = {name: {name} for name in ruleset.concepts}
         for concept in ruleset.concepts.values():
             for sub in self._included(concept.name):
                 owners[sub].add(concept.name)
-        self._by_lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
-        self._by_form = PhraseMatcher(nlp.vocab, attr="LOWER")
         # another language's pipeline also reads English words (customers everywhere paste
         # English messages and menu names), reduced to their English lemmas, which is what
         # the language's lemmatizer gives an English word it does not know (English comes
@@ -337,10 +342,13 @@ class RuleMatcher:
         # (lemma "bieten") does not, as it would if "bot" were read as German; the English
         # "die" is not the German article (lemma "der")
         english_lemmatize = LowercaseLemmatizer(nlp, "english", ["lookup:en"]) if language != "en" else lemmatize
-        self._names: dict[int, tuple[str, ...]] = {}
+        # each distinct word or phrase (as the matcher reads it) is one match key, standing
+        # for every concept that lists it, every concept including one of those, and the
+        # phrase it is: a word listed by ten concepts is found once, not ten times
+        patterns: dict[tuple[str, tuple[int, ...]], tuple[Doc, set[str]]] = {}
         regexes: list[tuple[str, str, bool]] = []
 
-        def add(key: str, words: Iterable[str], names: Iterable[str], english: Iterable[str] = ()) -> None:
+        def add(words: Iterable[str], names: Iterable[str], english: Iterable[str] = ()) -> None:
             lemma_docs, form_docs = [], []
             for word in words:
                 exact = word.startswith("=")
@@ -363,11 +371,10 @@ class RuleMatcher:
                     # word for one of its own ("page" for the Spanish "pagar")
                     if [t.lemma for t in as_english] != [t.lemma for t in lemmatize(nlp.make_doc(word.lower()))]:
                         form_docs.append(nlp.make_doc(word.lower()))
-            self._names[strings.add(key)] = tuple(sorted(names))
-            if lemma_docs:
-                self._by_lemma.add(key, lemma_docs)
-            if form_docs:
-                self._by_form.add(key, form_docs)
+            for attr, docs in (("LEMMA", lemma_docs), ("LOWER", form_docs)):
+                for doc in docs:
+                    pattern = (attr, tuple(t.lemma if attr == "LEMMA" else t.lower for t in doc))
+                    patterns.setdefault(pattern, (doc, set()))[1].update(names)
 
         # words of English (and of every language) that mean something else in this one
         false_friends = frozenset(pack.false_friends)
@@ -379,15 +386,22 @@ class RuleMatcher:
         for concept in ruleset.concepts.values():
             own = concept.words.get(language, ()) + tuple(filter(counts_here, concept.words.get(ANY_LANGUAGE, ())))
             if language == "en":
-                add(concept.name, own, owners[concept.name])
+                add(own, owners[concept.name])
             else:
-                add(concept.name, own, owners[concept.name], tuple(filter(counts_here, concept.words.get("en", ()))))
+                add(own, owners[concept.name], tuple(filter(counts_here, concept.words.get("en", ()))))
             regexes += [(concept.name, p, False) for p in concept.regexes]
             own_regexes += [(concept.name, p, False) for p in pack.regexes.get(concept.name, ())]
         self._concept_regex_owners = owners
         self._phrases = sorted({t for r in self.rules for t in r.terms() if not CONCEPT_RE.match(t)})
         for phrase in self._phrases:
-            add("'" + phrase, [phrase], [phrase])
+            add([phrase], [phrase])
+        self._by_lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
+        self._by_form = PhraseMatcher(nlp.vocab, attr="LOWER")
+        self._names: dict[int, tuple[str, ...]] = {}  # match key -> what it stands for
+        for i, ((attr, _), (doc, names)) in enumerate(patterns.items()):
+            key = f"{attr} {i}"
+            self._names[strings.add(key)] = tuple(sorted(names))
+            (self._by_lemma if attr == "LEMMA" else self._by_form).add(key, [doc])
         for rule in self.rules:
             regexes += [(f"{rule.id}\0{i}", c.regex, c.case_sensitive)
                         for i, c in enumerate(rule.match) if c.form == "regex"]
@@ -395,19 +409,22 @@ class RuleMatcher:
         self._has_forms = len(self._by_form) > 0
         # a language whose word order is free reads every ``then`` as ``near``: "Können Sie
         # Bitrix24 auf unserem Server installieren?" puts the verb English puts first last
-        self._free_order = pack.word_order == "free"
-        # per rule, made once: its terms, each regex condition's key, and what each condition needs found
-        self._plans = []
-        for rule in self.rules:
-            keys = [f"{rule.id}\0{i}" if c.form == "regex" else None for i, c in enumerate(rule.match)]
-            needs = [frozenset([key] if key else c.terms) for c, key in zip(rule.match, keys)]
-            self._plans.append((rule, rule.terms(), [k for k in keys if k], list(zip(rule.match, keys)), needs))
-        # which rules a found term may let fire: each condition is filed under one of the
-        # terms it needs, so a request looks only at the rules some of its terms point to
-        self._rules_of_term: dict[str, set[int]] = {}
-        for i, (*_, needs) in enumerate(self._plans):
-            for need in needs:
-                self._rules_of_term.setdefault(min(need), set()).add(i)
+        free_order = pack.word_order == "free"
+        # each condition, made once: (its rule's index, what it needs found, how it matches,
+        # its terms, within, its regex's key), filed under the needed term that the fewest
+        # conditions use (the least often found), so a request looks only at conditions one
+        # of its rarer terms points to
+        uses = Counter(t for rule in self.rules for c in rule.match for t in c.terms)
+        self._conditions_of_term: dict[str, list[tuple]] = {}
+        for i, rule in enumerate(self.rules):
+            for j, c in enumerate(rule.match):
+                key = f"{rule.id}\0{j}" if c.form == "regex" else None
+                needs = frozenset([key] if key else c.terms)
+                form = "near" if c.form == "near" or (c.form == "then" and free_order and not c.in_order) else c.form
+                self._conditions_of_term.setdefault(min(needs, key=lambda t: (uses[t], t)), []).append(
+                    (i, needs, form, c.terms, c.within, key))
+        self._filed_under = frozenset(self._conditions_of_term)
+        self._concept_names = frozenset(ruleset.concepts)
 
     def _included(self, name: str) -> set[str]:
         out = set()
@@ -473,11 +490,11 @@ class RuleMatcher:
         the concepts named in MODEL_SEGMENTS."""
         arr = doc.to_array(TOKEN_ATTRS)
         doc.user_data[TOKEN_ARRAY_KEY] = arr  # the model's features read it too
-        idx = arr[:, _IDX].astype(np.int64)
+        idx = arr[:, _IDX]
         starts = idx.tolist()
         n = len(starts)
         # a token ends where the next starts, less its trailing space
-        ends = (np.append(idx[1:] - arr[:-1, _SPACY].astype(np.int64), len(text)) if n else idx).tolist()
+        ends = (idx[1:] - arr[:-1, _SPACY]).tolist() + [len(text)] if n else []
         found, rule_regexes, timed_out = self.occurrences(doc, text, starts, ends)
         seg_starts = [s.start for s in segments]
         kinds = [s.kind for s in segments]
@@ -487,30 +504,26 @@ class RuleMatcher:
 
         token_segment = None
         if len(segments) > 1:
-            at = np.maximum(np.searchsorted(np.array(seg_starts), idx, side="right") - 1, 0).tolist()
+            at = np.maximum(np.searchsorted(np.array(seg_starts, dtype=idx.dtype), idx, side="right") - 1, 0).tolist()
             token_segment = [kinds[i] for i in at]
         by_read: dict[tuple[str, ...], dict[str, list[Span]]] = {}
         kinds_present = set(kinds)
         hits: list[Hit] = []
         skipped: set[str] = set()
         present = found.keys() | rule_regexes.keys()
-        free_order = self._free_order
-        if timed_out:
-            for rule, terms, regex_keys, _, _ in self._plans:
-                if terms & timed_out or any(k in timed_out for k in regex_keys):
-                    skipped.add(rule.id)
-        rules_of_term = self._rules_of_term
-        candidates = set()
-        for term in present:
-            found_rules = rules_of_term.get(term)
-            if found_rules:
-                candidates |= found_rules
-        plans = self._plans
-        for i in sorted(candidates):
-            rule, terms, regex_keys, conditions, needs = plans[i]
-            # most rules cannot fire on most requests: no condition has all it needs
-            if not any(map(present.issuperset, needs)):
-                continue
+        if timed_out:  # rules with a term whose regex, or with a regex of their own, ran out of time
+            skipped = {rule.id for rule in self.rules if rule.terms() & timed_out}
+            skipped |= {key.partition("\0")[0] for key in timed_out if "\0" in key}
+        # the conditions whose every term was found, by rule (the order of rules and of
+        # conditions changes no hit: each rule's hits are sorted, and all of them at the end)
+        ready: dict[int, list[tuple]] = {}
+        conditions_of_term = self._conditions_of_term
+        for term in present & self._filed_under:
+            for cond in conditions_of_term[term]:
+                if cond[1] <= present:
+                    ready.setdefault(cond[0], []).append(cond)
+        for i, conditions in ready.items():
+            rule = self.rules[i]
             read = rule.read
             visible = by_read.get(read)
             if visible is None:
@@ -523,21 +536,21 @@ class RuleMatcher:
                 by_read[read] = visible
             spans: list[Span] = []
             char_spans: list[tuple[int, int]] = []
-            for cond, key in conditions:
+            for _, _, form, terms, within, key in conditions:
                 if key:
-                    for a, b in rule_regexes.get(key, ()):
-                        if segment_of(a) in rule.read and segment_of(max(a, b - 1)) in rule.read:
+                    for a, b in rule_regexes[key]:
+                        if segment_of(a) in read and segment_of(max(a, b - 1)) in read:
                             char_spans.append((a, b))
                     continue
-                lists = [visible.get(t) for t in cond.terms]
+                lists = [visible.get(t) for t in terms]
                 if not all(lists):
                     continue
-                if cond.form in ("concept", "phrase"):
-                    spans += lists[0]
-                elif cond.form == "near" or (free_order and not cond.in_order):
-                    spans += _near(lists, cond.within)
+                if form == "near":
+                    spans += _near(lists, within)
+                elif form == "then":
+                    spans += _then(lists, within)
                 else:
-                    spans += _then(lists, cond.within)
+                    spans += lists[0]
             if char_spans:
                 spans += [(max(0, bisect_right(starts, a) - 1), max(1, bisect_right(starts, b - 1))) for a, b in char_spans]
             if not spans:
@@ -555,7 +568,7 @@ class RuleMatcher:
                 seen.add(a)
                 hits.append(Hit(rule.id, rule.kind, rule.label, a, b, text[a:b], segment_of(a), rule.weight))
         hits.sort(key=lambda h: (h.start, h.rule_id))
-        names = self.ruleset.concepts.keys() & found.keys()
+        names = self._concept_names.intersection(found)
         if token_segment is None or all(kind in MODEL_SEGMENTS for kind in kinds):
             concepts = tuple(sorted(names)) if kinds[0] in MODEL_SEGMENTS else ()
         else:
@@ -585,6 +598,15 @@ def build_pipeline(rules_dir: str | Path | None = None, language: str = "en") ->
     pack = ruleset.languages[language]
     nlp = spacy.blank(pack.tokenizer)
     nlp.add_pipe("intake_lemmatizer", config={"sources": list(pack.lemmas)})
+    # spaCy's tokenizer remembers how it split each whitespace-separated chunk, but not for
+    # the rest of a text once a special case has been applied in it, and a newline is one
+    # (the one after the subject, in most requests): the special cases that only say a run
+    # of whitespace is one token, which it is anyway, go; and a process meets more distinct
+    # chunks than spaCy's default 10,000
+    tokenizer = nlp.tokenizer
+    tokenizer.rules = {text: pieces for text, pieces in tokenizer.rules.items()
+                       if text.strip() or not (len(pieces) == 1 and set(pieces[0]) <= {ORTH, "ORTH"})}
+    tokenizer.max_cache_size = TOKENIZER_CACHE_SIZE
     nlp.add_pipe("intake_rule_matcher", config={"rules_dir": None if rules_dir is None else str(rules_dir),
                                                 "language": language})
     if len(_BUILT) >= 16:
