@@ -122,6 +122,30 @@ def test_edition_version_and_address_as_customers_write_them(clf, language, stat
     assert missing_in(clf, stated + STEPS, language) == []
 
 
+@pytest.mark.parametrize("language, stated", [
+    # the edition in the list of facts a customer gives: name, comma, version or address (either order)
+    ("es", "No funciona. Portal Corporativo, main 24.100.0, intranet.ayuntamiento-sur.es."),
+    ("ru", "Новый сервер уже поднят. Корпоративный портал, версия 24.0, сайт new.rembyt.by."),
+    ("en", "the counter is stuck. our box is on 24.100, enterprise, site intra.ruby-legal.com"),
+    # a German compound of the name and what it is; alone at the end, after a full stop
+    ("de", "Bitte sofort helfen! Portal intranet.gemeinde-zell.at, main 24.300.100, Business-Lizenz."),
+    ("ru", "Портал crm.gomel-stroy.by, crm 24.200.0. Как вернуть CRM? Бизнес."),
+    # installing the trial, the install word a few words away
+    ("en", "could you send me the installation steps for the trial on 10.0.0.25, main 24.300.0?"),
+])
+def test_an_edition_among_the_setup_facts_counts(clf, language, stated):
+    assert missing_in(clf, stated + STEPS, language) == []
+
+
+@pytest.mark.parametrize("language, stated", [
+    # "pro" is Portuguese for "for the"; "basic" in "basic auth" is no plan
+    ("pt", "redis ou memcached pro box, qual é mais rápido? portal.serrana.com.br, main 24.100.0"),
+    ("en", "we sit behind a proxy (proxy.corp.halvorsen.no:3128, basic auth). Portal intranet.halvorsen.no, 24.100.0"),
+])
+def test_words_that_only_look_like_an_edition_among_the_setup_facts(clf, language, stated):
+    assert missing_in(clf, stated + STEPS, language) == ["edition"]
+
+
 def test_the_product_version_without_a_keyword_counts_but_a_price_does_not(clf):
     site = "Portal https://crm.acme-tools.de, Business edition. Deleting a deal fails."
     assert missing(clf, f"{site} We are on Business 24.300.{STEPS}") == []
