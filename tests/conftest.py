@@ -14,6 +14,12 @@ from classifier.features import Analyser
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto`` (the default in pyproject.toml): one worker per core, at most four, since
+    each worker holds the rules and model of every language (about 1 GB)."""
+    return max(1, min(os.cpu_count() or 1, 4))
+
+
 @pytest.fixture(scope="session")
 def analyser() -> Analyser:
     """The bundled rules in a full analyser (normalise + spaCy pipeline), built once (~1 s)."""

@@ -36,12 +36,21 @@ EXPORT_EMPTY = Request(id="S-3", channel="email",
 
 
 def postgres_url() -> str:
+    """The test database; under pytest-xdist, a schema of this worker's own in it, so that
+    workers running store tests at the same time do not empty each other's tables."""
     url = os.environ.get(ENV_POSTGRES, "").strip()
     if not url:
         if os.environ.get("CI", "").lower() == "true":
             pytest.fail(f"CI=true but {ENV_POSTGRES} is not set: .ci/run starts PostgreSQL and sets it")
         pytest.skip(f"no PostgreSQL: set {ENV_POSTGRES}=postgresql://USER:PASSWORD@HOST/DB to run these tests")
-    return url
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker:
+        return url
+    engine = create_engine(database_url(url))
+    with engine.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{worker}"'))
+    engine.dispose()
+    return f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{worker}"
 
 
 def empty_database(url: str) -> None:
