@@ -609,7 +609,7 @@ def _line_of(file: Path, needle: str, after: int) -> int:
 
 def parse_segments(raw: Any, file: Path) -> SegmentWords:
     """Validate a ``segments:`` mapping (of rules/segments.yaml or a language pack file)."""
-    line = raw.get("__line__", 0) if isinstance(raw, dict) else 0
+    line = raw.get("__line__", 0) if isinstance(raw, dict) else _line_of(file, "segments:", 1)
     where = {"file": file, "line": line}
     if not isinstance(raw, dict):
         raise _fail(Errors.E092, field="segments", problem=f"must be a mapping of keys to lists, got "
@@ -617,8 +617,11 @@ def parse_segments(raw: Any, file: Path) -> SegmentWords:
     try:
         parsed = _SegmentsSchema.model_validate(_strip_lines(raw))
     except ValidationError as exc:
-        err = exc.errors()[0]
+        # of a union's errors, the one about a {phrase:, any_text:} mapping says the most
+        in_mapping = [e for e in exc.errors() if _PhraseSchema.__name__ in e["loc"][:-1]]
+        err = (in_mapping or exc.errors())[0]
         key = str(err["loc"][0])
+        where["line"] = _line_of(file, f"{key}:", line)
         if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
             allowed = ", ".join(SEGMENT_PHRASE_KEYS + SEGMENT_WORD_KEYS)
             raise _fail(Errors.E092, field=f"segments.{key}", problem=f"unknown key; allowed keys: {allowed}",
@@ -628,7 +631,7 @@ def parse_segments(raw: Any, file: Path) -> SegmentWords:
             expected = f"a list of phrases, each a text or {{phrase: <text with …>, any_text: 1 to {MAX_ANY_TEXT_CHARS}}}"
         else:
             expected = "a list of words"
-        detail = f" ({err['loc'][-1]}: {err['msg']})" if err["loc"][-1] in ("phrase", "any_text") else ""
+        detail = f" ({err['loc'][-1]}: {err['msg']})" if in_mapping else ""
         raise _fail(Errors.E092, field=field_, problem=f"must be {expected}{detail}", **where) from None
     words: dict[str, tuple[Any, ...]] = {}
     for key in SEGMENT_PHRASE_KEYS + SEGMENT_WORD_KEYS:
