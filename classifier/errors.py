@@ -30,7 +30,9 @@ class Errors:
             "remove it, or replace it with a copy of the file.")
     # model: training, persistence, loading
     E091 = ("[E091] {file}:{line}: language pack {language}: {problem}. A language pack file holds "
-            "'language: <code>' and any of: name, tokenizer, lemmas, word_order, function_words, false_friends, sla, words, regex, examples, templates.")
+            "'language: <code>' and any of: name, tokenizer, lemmas, word_order, function_words, false_friends, sla, words, regex, examples, templates, segments.")
+    E092 = ("[E092] {file}:{line}: {field}: {problem}. See docs/rules.md, \"Words that cut a request into "
+            "parts\".")
     E020 = "[E020] No model at {path}. Train one with: intake train --out {dir}"
     E021 = "[E021] Model manifest {path} is missing; refusing to load {model}. Retrain with: intake train --out {dir}"
     E022 = ("[E022] Model file {path} does not match its manifest (SHA-256 {actual}, manifest "

@@ -18,7 +18,7 @@ from spacy.util import minibatch
 
 from .language import LanguageDetector, LanguageOf
 from .matching import MODEL_SEGMENTS, TOKEN_ARRAY_KEY, TOKEN_ATTRS, Hit, analyse_docs, build_pipeline, get_ext
-from .normalise import NormalisedRequest, normalise
+from .normalise import NormalisedRequest, Normaliser, normaliser_of
 from .request import Request
 from .rules import RuleSet
 
@@ -61,6 +61,8 @@ class Analyser:
         self.rules_dir = rules_dir
         self.nlp: Language = build_pipeline(rules_dir)
         self.ruleset: RuleSet = self.nlp.get_pipe("intake_rule_matcher").ruleset
+        #: cuts requests into segments with the words of these rules (``segments:``)
+        self.normaliser: Normaliser = normaliser_of(self.ruleset.segment_words)
         self.pipelines: dict[str, Language] = {"en": self.nlp}
         self.detector = LanguageDetector(self.ruleset.languages, function_words={
             code: pack.function_words for code, pack in self.ruleset.languages.items()})
@@ -84,7 +86,7 @@ class Analyser:
         # a batch is normalised before any of it is tokenized: each stage's regexes and
         # tables stay in the CPU caches over the batch instead of taking turns per request
         for batch in minibatch(requests, size=batch_size):
-            norms = [normalise(req.text, req.subject) for req in batch]
+            norms = [self.normaliser.normalise(req.text, req.subject) for req in batch]
             languages = [self.detector.language_of(norm, req.language) for req, norm in zip(batch, norms)]
             read_as = [lang.code if lang.supported else "en" for lang in languages]
             docs: list[Doc | None] = [None] * len(batch)

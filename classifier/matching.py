@@ -680,10 +680,11 @@ def run_rule_examples(nlp: Language) -> tuple[list[ExampleFailure], dict[str, tu
 
     Returns the failures and, per rule id, the number of passing (match, no_match) examples.
     """
-    from .normalise import normalise
+    from .normalise import normaliser_of
 
     matcher: RuleMatcher = nlp.get_pipe("intake_rule_matcher")
     ruleset = matcher.ruleset
+    normalise = normaliser_of(ruleset.segment_words).normalise
     pack = ruleset.languages[matcher.language]
     cases: list[tuple[Rule, str, str]] = []
     for rule, match, no_match in ruleset.examples_in(matcher.language):

@@ -10,19 +10,26 @@ traces, log lines, shell sessions and commands, configuration, Markdown tables);
 never sees but an automated reader does). Rules choose which segments they read.
 
 Markdown is read with markdown-it-py (fences and their language tag, headings,
-tables); the rest is read line by line.
+tables); the rest is read line by line. The words that mark a quoted reply, a sign-off, a
+disclaimer or the support side of a chat are data: ``segments:`` in rules/segments.yaml
+and in each language pack, which a :class:`Normaliser` puts into its line patterns.
 """
 from __future__ import annotations
 
 import html
+import os
 import re
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from functools import lru_cache
 from itertools import groupby
 from operator import itemgetter
+from pathlib import Path
 
 from markdown_it import MarkdownIt
+
+from .locations import ENV_RULES
+from .rules import SegmentWords, load_segment_words
 
 #: Longest request body classified; the rest is cut and the cut is reported.
 MAX_TEXT_CHARS = 20_000
@@ -34,21 +41,10 @@ _SKIP_TAGS = {"script", "style", "head", "title"}
 
 # The line patterns take the leading whitespace possessively (\s*+): with a plain \s*, an
 # alternative that can match whitespace too (an indent of 4, \s*regards) was tried again at
-# every split of a long indent, a cost growing with the square of its length.
-_QUOTE_HEADER = re.compile(
-    r"^\s*+(?:On .{0,200}wrote:\s*$|Am .{0,200}schrieb.{0,100}:\s*$|El .{0,200}escribió:\s*$"
-    r"|Em .{0,200}escreveu:\s*$|Le .{0,200}a écrit\s?:\s*$|W dniu .{0,200}napisał(?:a|\(a\))?:\s*$"
-    r"|\d[^\n]{0,200}пишет:\s*$|-{2,}\s*(?:Original Message|Ursprüngliche Nachricht|Message d'origine"
-    r"|Mensaje original|Mensagem original|Wiadomość oryginalna|Исходное сообщение)\s*-{2,}"
-    r"|-{2,}\s*Forwarded message\s*-{2,}|(?:From|Von|De|Od|От):\s.{0,200}$|-----\s*Исходное сообщение)",
-    re.I)
+# every split of a long indent, a cost growing with the square of its length. The patterns
+# made of the rules' words are built by Normaliser, below, the same way.
 #: the start and end of a forum quote: "[quote]", "[quote="Anna"]", "[/quote]"
 _BBCODE_QUOTE = re.compile(r"\[(/?)quote\b[^\]\n]{0,100}\]", re.I)
-#: a line of a chat transcript said by the support side: "[10:42] Agent: …", "Bot: …"
-_SUPPORT_SPEAKER = re.compile(
-    r"^\s*+(?:\[[\d:. ]{3,12}\]\s*|\d{1,2}:\d\d(?::\d\d)?\s+)?(?:[\w .-]{0,30}\(\s*)?(?:agent|support|operator|bot"
-    r"|assistant|virtual assistant|helpdesk|оператор|поддержка|бот|ассистент|supporter|soporte|agente|suporte|atendente"
-    r"|konsultant|wsparcie|conseiller|assistance)\b[^:\n]{0,30}:\s", re.I)
 #: a line of a chat transcript said by anyone ("[10:43] Anna: …"), which ends the support side's turn
 _ANY_SPEAKER = re.compile(r"^\s*+(?:\[[\d:. ]{3,12}\]|\d{1,2}:\d\d(?::\d\d)?)\s*[^:\n]{1,40}:\s|^\s*+[\w .()-]{1,30}:\s")
 #: a heading on a line of its own: Markdown "## …", or a short bold line, or a short label
@@ -64,12 +60,6 @@ _UI_NAME = re.compile(r"[^\W\d_][\w\s]{0,40}(?:[>→»][\w\s]{1,40})+|(?:[A-ZА-
 _MARKDOWN_HINT = re.compile(r"^ {0,3}(?:```|~~~|#{1,6} |\|[^\n]*\|[ \t]*$)", re.M)
 #: fence language tags whose content is prose to read, not code
 _PROSE_FENCES = {"text", "txt", "plain", "plaintext", "markdown", "md"}
-_SIGNOFF = re.compile(
-    r"^\s*+(?:--\s*$|(?:best|kind|warm)?\s*regards\b.{0,30}$|thanks(?: in advance)?[,!.]?\s*$"
-    r"|thank you[,!.]?\s*$|cheers[,!.]?\s*$|sincerely[,!.]?\s*$|mit freundlichen grüßen.{0,10}$"
-    r"|с уважением.{0,10}$|saludos.{0,20}$|atenciosamente.{0,10}$|pozdrawiam.{0,10}$"
-    r"|sent from my \w+)", re.I)
-_DISCLAIMER = re.compile(r"^\s*+(?:this (?:e-?mail|message)|confidentiality notice|disclaimer)\b.{0,80}(?:confidential|intended)", re.I)
 _FENCE = re.compile(r"^\s*+(?:```|~~~)")
 _CODE_LINE = re.compile(
     r"^\s*+(?:#\d+\s+[/\w{]|at\s+[\w$.<>]+\(|Stack trace:|Traceback \(most recent|PHP (?:Fatal|Warning|Notice|Parse|Deprecated)\b"
@@ -88,26 +78,6 @@ _CODE_LINE = re.compile(
     # a Markdown table row
     r"|\|.*\|[ \t]*$)",
 )
-
-#: any of the line patterns above: a line matching none of them (and not starting with
-#: ">", see _plain_prose) in the prose part is prose, found with one regex call instead of five
-_ANY_LINE_PATTERN = re.compile("|".join(f"(?{'i' if rx.flags & re.I else ''}:{rx.pattern})"
-                                         for rx in (_FENCE, _QUOTE_HEADER, _SIGNOFF, _DISCLAIMER, _CODE_LINE)))
-
-
-def _plain_prose(line: str) -> bool:
-    """Whether a line is prose whatever the state: no line pattern, quote, chat speaker or
-    label matches it. The cheap character tests go first: most lines have no "[" and do
-    not end in a colon."""
-    if _ANY_LINE_PATTERN.match(line) or line.lstrip().startswith(">"):
-        return False
-    if "[" in line and _BBCODE_QUOTE.search(line):
-        return False
-    if ":" in line and _SUPPORT_SPEAKER.match(line):
-        return False
-    end = line.rstrip()[-1:]
-    return not ((end in (":", "*", "_") or line.lstrip().startswith("#")) and _LABEL_LINE.match(line))
-
 
 #: spaCy's tokenizer splits prefixes and suffixes one at a time, and its cost grows
 #: with the square (or worse) of a whitespace-free run's length: 8,000 "<" take
@@ -246,61 +216,6 @@ def _markdown_kinds(text: str, n_lines: int) -> list[str | None]:
     return kinds
 
 
-def _line_kinds(lines: list[str], markdown: list[str | None] | None = None) -> list[str]:
-    kinds = ["prose"] * len(lines)
-    in_fence = False
-    in_forum_quote = False
-    support_turn = False  # in a chat transcript, the support side is speaking
-    state = "prose"  # becomes "quoted" or "signature" for the rest of the message
-    for i, line in enumerate(lines):
-        decided = markdown[i] if markdown else None
-        if decided == "code" and _FENCE.match(line):
-            in_fence = False  # markdown-it-py has paired the fences
-        if (state == "prose" and not in_fence and not in_forum_quote and not support_turn and decided is None
-                and _plain_prose(line)):
-            continue  # prose (the steps below would change nothing)
-        if markdown is None and _FENCE.match(line):
-            kinds[i] = "code"
-            in_fence = not in_fence
-            continue
-        if in_fence:
-            kinds[i] = "code"
-            continue
-        if _BBCODE_QUOTE.search(line):
-            opened = [m.group(1) != "/" for m in _BBCODE_QUOTE.finditer(line)]
-            kinds[i] = "quoted"
-            in_forum_quote = opened[-1]
-            continue
-        if in_forum_quote:
-            kinds[i] = "quoted"
-            continue
-        if state == "prose":
-            if _QUOTE_HEADER.match(line):
-                state = "quoted"
-            elif _SIGNOFF.match(line) and _looks_like_end(lines, i):
-                state = "signature"
-            elif _DISCLAIMER.match(line):
-                state = "signature"
-        if state == "signature" and (line.lstrip().startswith(">") or _QUOTE_HEADER.match(line)):
-            state = "quoted"
-        if state != "prose":
-            kinds[i] = state
-            continue
-        if _SUPPORT_SPEAKER.match(line):
-            support_turn = True
-        elif support_turn and (not line.strip() or _ANY_SPEAKER.match(line)):
-            support_turn = False
-        if support_turn or line.lstrip().startswith(">"):
-            kinds[i] = "quoted"
-        elif decided is not None:
-            kinds[i] = decided
-        elif _CODE_LINE.match(line):
-            kinds[i] = "code"
-        elif _LABEL_LINE.match(line) and _is_label(line):
-            kinds[i] = "heading"
-    return kinds
-
-
 def _is_label(line: str) -> bool:
     """A heading-like line is a heading unless it is a long Markdown title or starts in
     lower case (chat text: "anyway:")."""
@@ -327,24 +242,6 @@ def _fragments(line: str, kind: str) -> list[tuple[str, str]]:
     return out
 
 
-_MORE_TO_SAY = re.compile(r"^\s*+(?:p\.?\s?s\b|one more|also\b|another\b|btw\b|by the way|and\b|but\b|however\b)", re.I)
-
-
-def _looks_like_end(lines: list[str], i: int) -> bool:
-    """A sign-off starts the signature only if no more of the message follows it:
-    no question, no "one more thing"/"P.S.", and no long line that is not a disclaimer."""
-    for ln in lines[i + 1:]:
-        if not ln.strip() or ln.lstrip().startswith(">"):
-            continue
-        if _QUOTE_HEADER.match(ln):
-            break
-        if _DISCLAIMER.match(ln) or re.search(r"confidential|intended recipient|vertraulich", ln, re.I):
-            continue
-        if ln.rstrip().endswith("?") or _MORE_TO_SAY.match(ln) or len(ln.split()) > 12:
-            return False
-    return True
-
-
 def masked_text(text: str) -> tuple[str, list[str]]:
     """The request text as a pipeline may store it, and the kinds of secrets masked: HTML
     read as plain text (its hidden comments kept as ``<!-- … -->`` lines at the end), line
@@ -360,67 +257,273 @@ def masked_text(text: str) -> tuple[str, list[str]]:
     return shown, [k for r in results for k in r.kinds]
 
 
+# ------------------------------------------------------------------ the rules' words in the line patterns
+#: How much text ``…`` stands for in a phrase, by the ``segments:`` key it is listed under:
+#: a reply header's date and sender; a disclaimer's words between its opening and the word
+#: that tells it; what follows a sign-off on its line (a name). Bounded, so no pattern tries
+#: more than this many characters at any point of a line.
+ANY_TEXT_CHARS = {"reply_headers": 200, "disclaimers": 80, "sign_offs": 30}
+#: the placeholders of a phrase, with the spaces around ``…``: any text, a digit
+_PLACEHOLDER = re.compile(r"(\s*(?:…|\.\.\.)\s*|#)")
+_WORD_CHAR = re.compile(r"\w")
+
+
+def words_pattern(words: str) -> str:
+    """The regex of words as written (upper or lower case alike where compiled with re.I),
+    any run of whitespace standing for the spaces between them."""
+    return r"\s+".join(map(re.escape, words.split()))
+
+
+def phrase_pattern(phrase: str, any_text: int) -> str:
+    """The regex of a phrase of ``segments:``: its words as written, ``…`` (or ``...``) for
+    up to ``any_text`` characters of any text, ``#`` for a digit. A space between a word and
+    ``…`` ends the word there ("On … wrote:" does not match "Once we wrote:"); a ``…`` written
+    against a word may go on with it ("pozdrawiam…" matches "Pozdrawiamy,"). The spaces
+    themselves are part of the ``…``."""
+    pieces = _PLACEHOLDER.split(phrase.strip())  # text, placeholder, text, …
+    out: list[str] = []
+    for i, piece in enumerate(pieces):
+        if i % 2 == 0:
+            out.append((r"\s+" if i and piece[:1].isspace() else "") + words_pattern(piece)
+                       + (r"\s+" if i < len(pieces) - 1 and piece[-1:].isspace() else ""))
+        elif piece == "#":
+            out.append(r"\d")
+        else:
+            word_before = piece[:1].isspace() and _WORD_CHAR.match(pieces[i - 1][-1:])
+            word_after = piece[-1:].isspace() and _WORD_CHAR.match(pieces[i + 1][:1])
+            out.append((r"\b" if word_before else "") + ".{0,%d}" % any_text + (r"\b" if word_after else ""))
+    return "".join(out)
+
+
+def _either(patterns: list[str]) -> str:
+    """One alternation of ``patterns``; one that matches nothing when there are none."""
+    return "|".join(patterns) if patterns else "(?!)"
+
+
+class Normaliser:
+    """Cuts requests into labelled segments (see the module doc) with the words of one rules
+    folder: the reply headers, sign-offs, disclaimers and chat speakers of its ``segments:``
+    (rules/segments.yaml and the language packs; docs/rules.md tells their forms), put into
+    the line patterns once, when it is made. Get one with :func:`normaliser_of` or
+    :func:`normaliser_for`, which make one per set of words."""
+
+    def __init__(self, words: SegmentWords) -> None:
+        self.words = words
+
+        def phrases(key: str) -> str:
+            return _either([phrase_pattern(p.text, p.any_text or ANY_TEXT_CHARS[key]) for p in getattr(words, key)])
+
+        def literal(key: str, whole: bool = False) -> str:
+            """The words of ``key``; with ``whole``, one ending in a letter or digit ends a word."""
+            return _either([words_pattern(w) + (r"\b" if whole and _WORD_CHAR.match(w[-1]) else "")
+                            for w in getattr(words, key)])
+
+        #: the line that starts a quoted earlier message: "On … wrote:", "-----Original Message-----",
+        #: "From: Anna <anna@example.com>"
+        self.quote_header = re.compile(
+            r"^\s*+(?:(?:" + phrases("reply_headers") + r")\s*$"
+            r"|-{2,}\s*(?:" + literal("message_separators") + r")\s*(?:-{2,}|$)"
+            r"|(?:" + literal("sender_fields") + r"):\s.{0,200}$)", re.I)
+        #: a sign-off line: the signature delimiter "--", or a sign-off (a comma, "!" or "." may follow)
+        self.sign_off = re.compile(r"^\s*+(?:--\s*$|(?:" + phrases("sign_offs") + r")[,!.]?\s*$)", re.I)
+        #: the first line of a disclaimer: "This e-mail and any attachments are confidential …"
+        self.disclaimer = re.compile(r"^\s*+(?:" + phrases("disclaimers") + ")", re.I)
+        #: a word that makes a line after a sign-off part of a disclaimer, wherever it stands
+        self.disclaimer_word = re.compile(literal("disclaimer_words"), re.I)
+        #: the start of a line that adds to the message after a sign-off: "P.S.", "One more thing"
+        self.more_to_say = re.compile(r"^\s*+(?:" + literal("more_to_say", whole=True) + ")", re.I)
+        #: a line of a chat transcript said by the support side: "[10:42] Agent: …", "Bot: …"
+        self.support_speaker = re.compile(
+            r"^\s*+(?:\[[\d:. ]{3,12}\]\s*|\d{1,2}:\d\d(?::\d\d)?\s+)?(?:[\w .-]{0,30}\(\s*)?"
+            r"(?:" + literal("support_speakers") + r")\b[^:\n]{0,30}:\s", re.I)
+        #: any of the line patterns: a line matching none of them (and not starting with ">",
+        #: see _plain_prose) in the prose part is prose, found with one regex call instead of five
+        self._any_line_pattern = re.compile("|".join(
+            f"(?{'i' if rx.flags & re.I else ''}:{rx.pattern})"
+            for rx in (_FENCE, self.quote_header, self.sign_off, self.disclaimer, _CODE_LINE)))
+
+    def normalise(self, text: str, subject: str | None = None, *, max_chars: int = MAX_TEXT_CHARS,
+                  mask: bool = True) -> NormalisedRequest:
+        """Split a request into labelled segments (see module doc); cut very long text.
+
+        With ``mask`` (the default) secrets are replaced by ``[MASKED]`` right after
+        the HTML is read, so no later stage ever holds them.
+        """
+        from .masking import mask_secrets
+
+        original_length = len(text)
+        truncated = original_length > max_chars
+        if truncated:
+            text = text[:max_chars]
+        text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ")
+        comments: list[str] = []
+        if _HTML_HINT.search(text):
+            text, comments = html_to_text(text)
+        subject = (subject or "").replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ").strip()[:1000]
+        masked: list[str] = []
+        if mask:
+            for name in ("text", "subject"):
+                result = mask_secrets(text if name == "text" else subject)
+                masked += result.kinds
+                if name == "text":
+                    text = result.text
+                else:
+                    subject = result.text
+            results = [mask_secrets(c) for c in comments]
+            comments = [r.text for r in results]
+            masked += [k for r in results for k in r.kinds]
+        text, subject, comments = defuse(text), defuse(subject), [defuse(c) for c in comments]
+        # (kind, text, whether it starts a new line)
+        pieces: list[list] = []
+        if subject:
+            pieces.append(["subject", subject, True])
+        lines = text.split("\n")
+        hint = ("`" in text or "~~~" in text or "#" in text or "|" in text) and _MARKDOWN_HINT.search(text)
+        markdown = _markdown_kinds(text, len(lines)) if hint else None
+        for kind, run in groupby(zip(lines, self._line_kinds(lines, markdown)), key=itemgetter(1)):
+            run_lines = [line for line, _ in run]
+            if kind != "prose" or not any("`" in line for line in run_lines):
+                fragments = [(kind, "\n".join(run_lines), True)]
+            else:
+                fragments = [(k, frag, j == 0) for line in run_lines
+                             for j, (k, frag) in enumerate(_fragments(line, kind))]
+            for frag_kind, frag, new_line in fragments:
+                if pieces and pieces[-1][0] == frag_kind:
+                    pieces[-1][1] += ("\n" if new_line else "") + frag
+                else:
+                    pieces.append([frag_kind, frag, new_line])
+        for comment in comments:
+            pieces.append(["hidden", comment, True])
+        out: list[str] = []
+        segments: list[Segment] = []
+        pos = 0
+        for kind, piece, new_line in pieces:
+            if not piece.strip():
+                continue
+            if out and new_line:
+                out.append("\n")
+                pos += 1
+            segments.append(Segment(kind, pos, pos + len(piece)))
+            out.append(piece)
+            pos += len(piece)
+        return NormalisedRequest("".join(out), segments, truncated, original_length, masked)
+
+    def _plain_prose(self, line: str) -> bool:
+        """Whether a line is prose whatever the state: no line pattern, quote, chat speaker or
+        label matches it. The cheap character tests go first: most lines have no "[" and do
+        not end in a colon."""
+        if self._any_line_pattern.match(line) or line.lstrip().startswith(">"):
+            return False
+        if "[" in line and _BBCODE_QUOTE.search(line):
+            return False
+        if ":" in line and self.support_speaker.match(line):
+            return False
+        end = line.rstrip()[-1:]
+        return not ((end in (":", "*", "_") or line.lstrip().startswith("#")) and _LABEL_LINE.match(line))
+
+    def _line_kinds(self, lines: list[str], markdown: list[str | None] | None = None) -> list[str]:
+        kinds = ["prose"] * len(lines)
+        in_fence = False
+        in_forum_quote = False
+        support_turn = False  # in a chat transcript, the support side is speaking
+        state = "prose"  # becomes "quoted" or "signature" for the rest of the message
+        plain_prose, quote_header = self._plain_prose, self.quote_header
+        for i, line in enumerate(lines):
+            decided = markdown[i] if markdown else None
+            if decided == "code" and _FENCE.match(line):
+                in_fence = False  # markdown-it-py has paired the fences
+            if (state == "prose" and not in_fence and not in_forum_quote and not support_turn and decided is None
+                    and plain_prose(line)):
+                continue  # prose (the steps below would change nothing)
+            if markdown is None and _FENCE.match(line):
+                kinds[i] = "code"
+                in_fence = not in_fence
+                continue
+            if in_fence:
+                kinds[i] = "code"
+                continue
+            if _BBCODE_QUOTE.search(line):
+                opened = [m.group(1) != "/" for m in _BBCODE_QUOTE.finditer(line)]
+                kinds[i] = "quoted"
+                in_forum_quote = opened[-1]
+                continue
+            if in_forum_quote:
+                kinds[i] = "quoted"
+                continue
+            if state == "prose":
+                if quote_header.match(line):
+                    state = "quoted"
+                elif self.sign_off.match(line) and self._looks_like_end(lines, i):
+                    state = "signature"
+                elif self.disclaimer.match(line):
+                    state = "signature"
+            if state == "signature" and (line.lstrip().startswith(">") or quote_header.match(line)):
+                state = "quoted"
+            if state != "prose":
+                kinds[i] = state
+                continue
+            if self.support_speaker.match(line):
+                support_turn = True
+            elif support_turn and (not line.strip() or _ANY_SPEAKER.match(line)):
+                support_turn = False
+            if support_turn or line.lstrip().startswith(">"):
+                kinds[i] = "quoted"
+            elif decided is not None:
+                kinds[i] = decided
+            elif _CODE_LINE.match(line):
+                kinds[i] = "code"
+            elif _LABEL_LINE.match(line) and _is_label(line):
+                kinds[i] = "heading"
+        return kinds
+
+    def _looks_like_end(self, lines: list[str], i: int) -> bool:
+        """A sign-off starts the signature only if no more of the message follows it:
+        no question, no "one more thing"/"P.S.", and no long line that is not a disclaimer."""
+        for ln in lines[i + 1:]:
+            if not ln.strip() or ln.lstrip().startswith(">"):
+                continue
+            if self.quote_header.match(ln):
+                break
+            if self.disclaimer.match(ln) or self.disclaimer_word.search(ln):
+                continue
+            if ln.rstrip().endswith("?") or self.more_to_say.match(ln) or len(ln.split()) > 12:
+                return False
+        return True
+
+
+@lru_cache(maxsize=8)
+def normaliser_of(words: SegmentWords) -> Normaliser:
+    """The normaliser of a set of words (``RuleSet.segment_words``), made once per process."""
+    return Normaliser(words)
+
+
+def normaliser_for(rules_dir: str | Path | None = None) -> Normaliser:
+    """The normaliser of a rules folder (default: ``$INTAKE_RULES``, else the bundled rules),
+    its words read once per process: edits to them take effect in a new process, or through
+    :func:`normaliser_of` with the words of the rules loaded anew."""
+    return _normaliser_at(None if rules_dir is None else str(rules_dir), os.environ.get(ENV_RULES, ""))
+
+
+@lru_cache(maxsize=8)
+def _normaliser_at(rules_dir: str | None, env_rules: str) -> Normaliser:
+    """(``env_rules`` is in the key so that a changed $INTAKE_RULES is seen.)"""
+    return normaliser_of(load_segment_words(rules_dir))
+
+
+@lru_cache(maxsize=1)
+def default_normaliser() -> Normaliser:
+    """The normaliser of the default rules folder as it is when first asked for (the
+    environment is not read again on every call: that would cost 4% of normalising)."""
+    return normaliser_for()
+
+
 def normalise(text: str, subject: str | None = None, *, max_chars: int = MAX_TEXT_CHARS,
               mask: bool = True) -> NormalisedRequest:
-    """Split a request into labelled segments (see module doc); cut very long text.
+    """Split a request into labelled segments (see module doc) with the words of the default
+    rules folder (``$INTAKE_RULES``, else the bundled rules; see :func:`default_normaliser`);
+    cut very long text. With another folder's words: ``normaliser_for(rules_dir).normalise(…)``.
 
     With ``mask`` (the default) secrets are replaced by ``[MASKED]`` right after
     the HTML is read, so no later stage ever holds them.
     """
-    from .masking import mask_secrets
-
-    original_length = len(text)
-    truncated = original_length > max_chars
-    if truncated:
-        text = text[:max_chars]
-    text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ")
-    comments: list[str] = []
-    if _HTML_HINT.search(text):
-        text, comments = html_to_text(text)
-    subject = (subject or "").replace("\r\n", "\n").replace("\r", "\n").replace("\x00", " ").strip()[:1000]
-    masked: list[str] = []
-    if mask:
-        for name in ("text", "subject"):
-            result = mask_secrets(text if name == "text" else subject)
-            masked += result.kinds
-            if name == "text":
-                text = result.text
-            else:
-                subject = result.text
-        results = [mask_secrets(c) for c in comments]
-        comments = [r.text for r in results]
-        masked += [k for r in results for k in r.kinds]
-    text, subject, comments = defuse(text), defuse(subject), [defuse(c) for c in comments]
-    # (kind, text, whether it starts a new line)
-    pieces: list[list] = []
-    if subject:
-        pieces.append(["subject", subject, True])
-    lines = text.split("\n")
-    hint = ("`" in text or "~~~" in text or "#" in text or "|" in text) and _MARKDOWN_HINT.search(text)
-    markdown = _markdown_kinds(text, len(lines)) if hint else None
-    for kind, run in groupby(zip(lines, _line_kinds(lines, markdown)), key=itemgetter(1)):
-        run_lines = [line for line, _ in run]
-        if kind != "prose" or not any("`" in line for line in run_lines):
-            fragments = [(kind, "\n".join(run_lines), True)]
-        else:
-            fragments = [(k, frag, j == 0) for line in run_lines for j, (k, frag) in enumerate(_fragments(line, kind))]
-        for frag_kind, frag, new_line in fragments:
-            if pieces and pieces[-1][0] == frag_kind:
-                pieces[-1][1] += ("\n" if new_line else "") + frag
-            else:
-                pieces.append([frag_kind, frag, new_line])
-    for comment in comments:
-        pieces.append(["hidden", comment, True])
-    out: list[str] = []
-    segments: list[Segment] = []
-    pos = 0
-    for kind, piece, new_line in pieces:
-        if not piece.strip():
-            continue
-        if out and new_line:
-            out.append("\n")
-            pos += 1
-        segments.append(Segment(kind, pos, pos + len(piece)))
-        out.append(piece)
-        pos += len(piece)
-    return NormalisedRequest("".join(out), segments, truncated, original_length, masked)
+    return default_normaliser().normalise(text, subject, max_chars=max_chars, mask=mask)

@@ -74,6 +74,18 @@ DEFAULT_WITHIN = 8
 #: How close (in words, either side of the match) an ``unless`` concept vetoes it, by default.
 DEFAULT_UNLESS_WITHIN = 5
 CONDITION_FORMS = ("concept", "phrase", "near", "then", "regex")
+#: The keys of ``segments:`` (in rules/segments.yaml and in a language pack): the words and
+#: phrases by which :mod:`.normalise` tells the parts of a request apart. The phrase keys take
+#: the placeholders ``…`` (any text; ``...`` works too) and ``#`` (a digit); the word keys take
+#: words as written.
+SEGMENT_PHRASE_KEYS = ("reply_headers", "sign_offs", "disclaimers")
+SEGMENT_WORD_KEYS = ("message_separators", "sender_fields", "more_to_say", "disclaimer_words", "support_speakers")
+#: Longest entry of a ``segments:`` list (real ones are a few words).
+MAX_SEGMENT_ENTRY_CHARS = 100
+#: Most characters a ``…`` may stand for (an entry's ``any_text``): the line patterns stay bounded.
+MAX_ANY_TEXT_CHARS = 200
+#: ``…`` (or three dots), the placeholder for any text in a phrase of SEGMENT_PHRASE_KEYS
+ANY_TEXT_RE = re.compile(r"…|\.\.\.")
 
 
 class _Condition(BaseModel):
@@ -122,6 +134,73 @@ class _ConceptSchema(BaseModel):
     description: str | None = None
     include: list[str] = []
     regex: list[str] = []
+
+
+class _PhraseSchema(BaseModel):
+    """A phrase whose ``…`` stands for another number of characters than its key's default."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    phrase: str
+    any_text: int = Field(ge=1, le=MAX_ANY_TEXT_CHARS)
+
+
+class _SegmentsSchema(BaseModel):
+    """The schema of a ``segments:`` mapping: a list of entries per key (see SEGMENT_*_KEYS)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+    reply_headers: list[str | _PhraseSchema] = []
+    message_separators: list[str] = []
+    sender_fields: list[str] = []
+    sign_offs: list[str | _PhraseSchema] = []
+    more_to_say: list[str] = []
+    disclaimers: list[str | _PhraseSchema] = []
+    disclaimer_words: list[str] = []
+    support_speakers: list[str] = []
+
+
+@dataclass(frozen=True)
+class Phrase:
+    """A phrase of ``segments:`` (reply_headers, sign_offs, disclaimers): words, ``…`` for any
+    text and ``#`` for a digit."""
+
+    text: str
+    #: how many characters ``…`` stands for at most; None: its key's default (see normalise.py)
+    any_text: int | None = None
+
+
+@dataclass(frozen=True)
+class SegmentWords:
+    """The words and phrases that mark the parts of a request (``segments:`` in
+    rules/segments.yaml and in the language packs, all languages together: a request
+    quotes a reply in another language as often as not). :mod:`.normalise` puts them
+    into its line patterns; docs/rules.md tells each key's form."""
+
+    #: the line above a quoted e-mail: "On … wrote:"
+    reply_headers: tuple[Phrase, ...] = ()
+    #: the title of a separator line between dashes: "Original Message"
+    message_separators: tuple[str, ...] = ()
+    #: the header field naming the sender of a quoted e-mail: "From"
+    sender_fields: tuple[str, ...] = ()
+    #: a line that ends the message: "thanks", "best regards…"
+    sign_offs: tuple[Phrase, ...] = ()
+    #: the start of a line after a sign-off that adds to the message: "p.s", "one more"
+    more_to_say: tuple[str, ...] = ()
+    #: the first line of a disclaimer: "this e-mail … confidential"
+    disclaimers: tuple[Phrase, ...] = ()
+    #: words that make any line after a sign-off part of a disclaimer: "intended recipient"
+    disclaimer_words: tuple[str, ...] = ()
+    #: the support side's name in a chat transcript: "agent", "operator"
+    support_speakers: tuple[str, ...] = ()
+
+    def merged(self, other: "SegmentWords") -> "SegmentWords":
+        """These words and ``other``'s, each entry once (compared case aside), in order."""
+        def union(a: tuple[Any, ...], b: tuple[Any, ...]) -> tuple[Any, ...]:
+            first: dict[str, Any] = {}
+            for entry in a + b:
+                first.setdefault((entry.text if isinstance(entry, Phrase) else entry).casefold(), entry)
+            return tuple(first.values())
+        return SegmentWords(**{key: union(getattr(self, key), getattr(other, key))
+                               for key in SEGMENT_PHRASE_KEYS + SEGMENT_WORD_KEYS})
 
 
 @dataclass(frozen=True)
@@ -200,6 +279,7 @@ class _PackSchema(BaseModel):
     examples: dict[str, _PackExamples] = {}
     templates: dict[str, Any] = {}
     sla: dict[str, str] = {}
+    segments: Any = None  # checked by parse_segments, whose messages say more
 
 
 @dataclass
@@ -250,6 +330,8 @@ class RuleSet:
     vocabulary_digest: str = ""
     #: language code -> its pack; the supported languages (English always among them)
     languages: dict[str, LanguagePack] = field(default_factory=lambda: {"en": ENGLISH})
+    #: the words that mark the parts of a request, of every file and pack (see :class:`SegmentWords`)
+    segment_words: SegmentWords = field(default_factory=SegmentWords)
 
     def examples_in(self, language: str) -> list[tuple[Rule, tuple[str, ...], tuple[str, ...]]]:
         """Each rule with its (match, no_match) examples in ``language``."""
@@ -493,6 +575,83 @@ def parse_concepts(raw: Any, file: Path, concepts: dict[str, Concept]) -> None:
                                  str(file), line)
 
 
+def _segment_entry_problem(key: str, entry: str) -> str | None:
+    """What is wrong with one entry of ``segments.<key>``, or None."""
+    bare = entry.strip()
+    if not bare:
+        return "is empty"
+    if len(bare) > MAX_SEGMENT_ENTRY_CHARS:
+        return f"is longer than {MAX_SEGMENT_ENTRY_CHARS} characters"
+    if "\n" in bare:
+        return "spans lines; each entry marks one line"
+    if not re.search(r"[^\W\d_]", bare):
+        return "has no word; write the words that mark the line"
+    if key in SEGMENT_PHRASE_KEYS:
+        if ANY_TEXT_RE.match(bare):
+            return "starts with …, which would mark nearly any line; start with a word (or # for a digit)"
+    elif ANY_TEXT_RE.search(bare):
+        return (f"… stands for any text only in {', '.join(SEGMENT_PHRASE_KEYS)}; "
+                f"{key} takes words as written")
+    if key == "sender_fields" and bare.endswith(":"):
+        return "write the field name without its colon ('From', not 'From:')"
+    if key == "message_separators" and (bare.startswith("-") or bare.endswith("-")):
+        return "write the title without the dashes around it"
+    if key == "support_speakers" and ":" in bare:
+        return "write the name without the colon that follows it"
+    return None
+
+
+def _line_of(file: Path, needle: str, after: int) -> int:
+    """The first line from line ``after`` on of ``file`` that holds ``needle`` (``after`` if none)."""
+    lines = file.read_text(encoding="utf-8").splitlines()
+    return next((i for i, ln in enumerate(lines[max(after, 1) - 1:], max(after, 1)) if needle in ln), after)
+
+
+def parse_segments(raw: Any, file: Path) -> SegmentWords:
+    """Validate a ``segments:`` mapping (of rules/segments.yaml or a language pack file)."""
+    line = raw.get("__line__", 0) if isinstance(raw, dict) else _line_of(file, "segments:", 1)
+    where = {"file": file, "line": line}
+    if not isinstance(raw, dict):
+        raise _fail(Errors.E092, field="segments", problem=f"must be a mapping of keys to lists, got "
+                    f"{type(raw).__name__}", **where)
+    try:
+        parsed = _SegmentsSchema.model_validate(_strip_lines(raw))
+    except ValidationError as exc:
+        # of a union's errors, the one about a {phrase:, any_text:} mapping says the most
+        in_mapping = [e for e in exc.errors() if _PhraseSchema.__name__ in e["loc"][:-1]]
+        err = (in_mapping or exc.errors())[0]
+        key = str(err["loc"][0])
+        where["line"] = _line_of(file, f"{key}:", line)
+        if err["type"] == "extra_forbidden" and len(err["loc"]) == 1:
+            allowed = ", ".join(SEGMENT_PHRASE_KEYS + SEGMENT_WORD_KEYS)
+            raise _fail(Errors.E092, field=f"segments.{key}", problem=f"unknown key; allowed keys: {allowed}",
+                        **where) from None
+        field_ = f"segments.{key}" + (f"[{err['loc'][1]}]" if len(err["loc"]) > 1 else "")
+        if key in SEGMENT_PHRASE_KEYS:
+            expected = f"a list of phrases, each a text or {{phrase: <text with …>, any_text: 1 to {MAX_ANY_TEXT_CHARS}}}"
+        else:
+            expected = "a list of words"
+        detail = f" ({err['loc'][-1]}: {err['msg']})" if in_mapping else ""
+        raise _fail(Errors.E092, field=field_, problem=f"must be {expected}{detail}", **where) from None
+    words: dict[str, tuple[Any, ...]] = {}
+    for key in SEGMENT_PHRASE_KEYS + SEGMENT_WORD_KEYS:
+        entries = []
+        for i, entry in enumerate(getattr(parsed, key)):
+            text = entry if isinstance(entry, str) else entry.phrase
+            problem = _segment_entry_problem(key, text)
+            if problem is None and isinstance(entry, _PhraseSchema) and not ANY_TEXT_RE.search(text):
+                problem = "has any_text but no … for it to stand for"
+            if problem:
+                at = _line_of(file, text.strip(), line) if text.strip() else line
+                raise _fail(Errors.E092, field=f"segments.{key}[{i}] {text!r}", problem=problem, file=file, line=at)
+            if key in SEGMENT_PHRASE_KEYS:
+                entries.append(Phrase(text.strip(), None if isinstance(entry, str) else entry.any_text))
+            else:
+                entries.append(text.strip())
+        words[key] = tuple(entries)
+    return SegmentWords(**words)
+
+
 def parse_pack(raw: dict[str, Any], file: Path, packs: dict[str, LanguagePack]) -> bool:
     """Add one language pack file to ``packs``; True when it gives words or regexes."""
     language = raw.get("language")
@@ -660,22 +819,18 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
     """Load every ``*.yaml`` under ``rules_dir`` (default: ``$INTAKE_RULES``, else the
     bundled rules).
 
-    A file holds either ``rules:`` (a list of rules) or ``templates:`` (reply
-    templates, checked by :mod:`.reply`). A missing or empty folder is an error,
-    never silently replaced by the defaults.
+    A file holds ``rules:`` (a list of rules), ``concepts:`` (vocabulary), ``language:``
+    (a language pack), ``templates:`` (reply templates, checked by :mod:`.reply`) or
+    ``segments:`` (words that mark the parts of a request). A missing or empty folder is
+    an error, never silently replaced by the defaults.
     """
     import hashlib
 
     root = rules_source(rules_dir).path
-    if not root.is_dir():
-        raise RulesError(Errors.E001.format(path=root))
-    files = sorted(root.rglob("*.yaml"))
-    if not files:
-        raise RulesError(Errors.E002.format(path=root))
+    files = _rules_files(root)
     entries = []
     digest, vocabulary_digest = hashlib.sha256(), hashlib.sha256()
     for path in files:
-        _check_regular(path)
         entry = path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes()
         digest.update(entry)
         entries.append((path, entry))
@@ -689,8 +844,12 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
     templates: dict[str, dict[str, Any]] = {}
     seen: dict[str, str] = {}
     packs: dict[str, LanguagePack] = {}
+    segment_words = SegmentWords()
     for path, entry in entries:
         data = read_yaml(path)
+        in_file = _segment_words_in(data, path)
+        if in_file is not None:
+            segment_words = segment_words.merged(in_file)
         if isinstance(data, dict) and isinstance(data.get("rules"), list):
             rules.extend(parse_rule(raw, path, seen) for raw in data["rules"])
         elif isinstance(data, dict) and isinstance(data.get("concepts"), dict):
@@ -704,16 +863,53 @@ def load_rules(rules_dir: str | Path | None = None) -> RuleSet:
                 if key != "__line__":
                     templates[key] = _strip_lines(value)
             _check_template_values(_strip_lines(data["templates"]), path)
-        else:
+        elif in_file is None:
             raise RulesError(Errors.E014.format(file=path, key="rules"))
     _check_references(rules, concepts)
     languages = _check_packs(packs, rules, concepts)
     ruleset = RuleSet(rules=rules, concepts=concepts, templates=templates, files=files, digest=digest.hexdigest(),
-                      vocabulary_digest=vocabulary_digest.hexdigest(), languages=languages)
+                      vocabulary_digest=vocabulary_digest.hexdigest(), languages=languages,
+                      segment_words=segment_words)
     if len(_LOADED) >= 8:
         _LOADED.clear()
     _LOADED[loaded_as] = ruleset
     return ruleset
+
+
+def _rules_files(root: Path) -> list[Path]:
+    """Every ``*.yaml`` of a rules folder, in order; an error for a missing or empty folder
+    or for a "file" that is not a regular one."""
+    if not root.is_dir():
+        raise RulesError(Errors.E001.format(path=root))
+    files = sorted(root.rglob("*.yaml"))
+    if not files:
+        raise RulesError(Errors.E002.format(path=root))
+    for path in files:
+        _check_regular(path)
+    return files
+
+
+def _segment_words_in(data: Any, path: Path) -> SegmentWords | None:
+    """The ``segments:`` of a file that gives them: a language pack file, or a file of its
+    own (rules/segments.yaml) which holds no rules, concepts or templates."""
+    if not isinstance(data, dict) or data.get("segments") is None:
+        return None
+    if "language" not in data and (isinstance(data.get("rules"), list) or isinstance(data.get("concepts"), dict)
+                                   or isinstance(data.get("templates"), dict)):
+        return None
+    return parse_segments(data["segments"], path)
+
+
+def load_segment_words(rules_dir: str | Path | None = None) -> SegmentWords:
+    """The ``segments:`` words of a rules folder alone, checked as :func:`load_rules` checks
+    them: what :mod:`.normalise` needs, read in a fraction of a second where loading every
+    rule (spaCy, Hyperscan) takes seconds. The words come in the order load_rules gives them."""
+    words = SegmentWords()
+    for path in _rules_files(rules_source(rules_dir).path):
+        in_file = _segment_words_in(read_yaml(path), path)
+        if in_file is not None:
+            words = words.merged(in_file)
+    return words
 
 
 #: (rules folder, digest of its files) -> the rules loaded from them: loaded rules are

@@ -17,6 +17,7 @@ from classifier.classify import Classifier
 from classifier.cli import main
 from classifier.rules import load_rules
 from classifier.errors import RulesError
+from classifier.features import Analyser
 from classifier.language import LanguageDetector, prose_for_detection
 from classifier.normalise import normalise
 from classifier.request import Request
@@ -214,6 +215,58 @@ def test_a_broken_language_pack_names_its_file_and_problem(toy_rules):
         load_rules(toy_rules)
     pack.write_text(TOY_PACK.replace("examples:\n", "examples:\n  no.such.rule:\n    match: [x]\n"), encoding="utf-8")
     with pytest.raises(RulesError, match=r"E091.*no\.such\.rule"):
+        load_rules(toy_rules)
+
+
+#: the toy language's reply header, sign-off and support speaker, as its pack would give them
+TOY_SEGMENTS = """\
+language: zz
+segments:
+  reply_headers: ["La … skribis:"]
+  sign_offs: [amike …]
+  support_speakers: [subtenanto]
+"""
+#: three requests whose "portalo mortas" (the portal is down) stands in a reply the customer
+#: quotes, in a signature and on the support side of a chat: none is the customer saying it now
+TOY_QUOTING = [
+    ("La kalendaro montras malgxustan horon.\n\nLa 3an de junio, Anna skribis:\nla portalo mortas ekde la mateno",
+     "la portalo mortas ekde la mateno", "quoted"),
+    ("La kalendaro montras malgxustan horon.\n\nAmike, Anna\nPortalo Mortas Kompanio",
+     "Portalo Mortas Kompanio", "signature"),
+    ("[10:42] Subtenanto: cxu la portalo mortas?\n[10:43] Anna: ne, nur la kalendaro",
+     "cxu la portalo mortas?", "quoted"),
+]
+
+
+def test_a_pack_s_reply_header_sign_off_and_chat_speaker_mark_what_the_customer_did_not_write_now(toy_rules):
+    def read(folder: Path) -> list:
+        return list(Analyser(folder).analyse([Request(text=text, language="zz") for text, _, _ in TOY_QUOTING]))
+
+    def kind_of(analysed, fragment: str) -> str:
+        at = analysed.normalised.text.index(fragment)
+        return next(s.kind for s in analysed.normalised.segments if s.start <= at < s.end)
+
+    before = read(toy_rules)
+    (toy_rules / "languages" / "zz" / "segments.yaml").write_text(TOY_SEGMENTS, encoding="utf-8")
+    after = read(toy_rules)
+    for (_, fragment, kind), was, now in zip(TOY_QUOTING, before, after):
+        # without the pack's words the line is the customer's own, and the portal is down ...
+        assert kind_of(was, fragment) == "prose"
+        assert "severity.critical.site_down" in {h.rule_id for h in was.hits}
+        # ... with them, it is a quote, a signature or the support side, which the rule does not read
+        assert kind_of(now, fragment) == kind
+        assert "severity.critical.site_down" not in {h.rule_id for h in now.hits}
+
+
+def test_a_broken_segments_entry_names_its_file_and_problem(toy_rules):
+    path = toy_rules / "languages" / "zz" / "segments.yaml"
+    path.write_text(TOY_SEGMENTS.replace("[subtenanto]", "[subtenanto, 'subteno:']"), encoding="utf-8")
+    with pytest.raises(RulesError) as info:
+        load_rules(toy_rules)
+    assert str(info.value) == (f"[E092] {path}:5: segments.support_speakers[1] 'subteno:': write the name without the "
+                               "colon that follows it. See docs/rules.md, \"Words that cut a request into parts\".")
+    path.write_text(TOY_SEGMENTS.replace("sign_offs:", "signoffs:"), encoding="utf-8")
+    with pytest.raises(RulesError, match=r"^\[E092\] .*segments\.yaml:4: segments\.signoffs: unknown key"):
         load_rules(toy_rules)
 
 

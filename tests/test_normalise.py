@@ -2,12 +2,17 @@
 prose, code, quoted, signature, hidden), truncation, masking, CRLF and NUL."""
 from __future__ import annotations
 
+import re
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
 from classifier.masking import MASK
-from classifier.normalise import MAX_TEXT_CHARS, NormalisedRequest, Segment, html_to_text, normalise
+from classifier.normalise import (MAX_TEXT_CHARS, NormalisedRequest, Normaliser, Segment, html_to_text, normalise,
+                                  normaliser_of, phrase_pattern)
+from classifier.rules import DEFAULT_RULES_DIR, Phrase, SegmentWords, load_segment_words
 
 
 def kinds(norm: NormalisedRequest) -> list[tuple[str, str]]:
@@ -383,3 +388,45 @@ def test_reply_headers_of_other_languages_start_the_quoted_segment(header: str) 
     norm = normalise(f"Still broken.\n\n{header}\nPlease send the version.")
     assert kind_of(norm, "Still broken.") == "prose"
     assert kind_of(norm, "Please send the version.") == "quoted"
+
+
+# ------------------------------------------------------------------ the words come from the rules (segments:)
+
+
+@pytest.mark.parametrize(("phrase", "line", "matches"), [
+    ("On … wrote:", "On Mon, 3 Jun 2024, Anna wrote:", True),
+    ("On … wrote:", "Once we had the backup, Anna wrote:", False),  # a space before … ends the word
+    ("pozdrawiam…", "Pozdrawiamy,", True),  # … against the word may go on with it
+    ("regards …", "Regardsless of the update", False),
+    ("#… пишет:", "03.03.2025 10:12, Support пишет:", True),  # # is a digit
+    ("#… пишет:", "Система пишет:", False),
+    ("Le … a écrit :", "Le lun. 3 mars, Support a\u00a0écrit\u202f:", True),  # a space is any whitespace
+])
+def test_a_phrase_of_the_rules_matches_as_its_form_says(phrase: str, line: str, matches: bool) -> None:
+    assert bool(re.match(phrase_pattern(phrase, 200) + r"\s*$", line, re.I)) is matches
+
+
+def test_a_normaliser_without_words_marks_no_reply_or_sign_off() -> None:
+    # an empty list of a key must match no line, not every line
+    text = "The export fails.\nOn Mon, support wrote:\nPlease retry.\nThanks,\nAnna"
+    assert [s.kind for s in Normaliser(SegmentWords()).normalise(text).segments] == ["prose"]
+    assert [s.kind for s in normalise(text).segments] == ["prose", "quoted"]
+
+
+def test_an_entry_s_any_text_bounds_its_placeholder() -> None:
+    line = "The export fails.\n\nCiao a tutti, Francesca"
+    short = Normaliser(SegmentWords(sign_offs=(Phrase("ciao …", 10),))).normalise(line)
+    long = Normaliser(SegmentWords(sign_offs=(Phrase("ciao …"),))).normalise(line)  # default: 30
+    assert kind_of(short, "Ciao a tutti") == "prose"
+    assert kind_of(long, "Ciao a tutti") == "signature"
+
+
+def test_a_sign_off_added_to_the_rules_yaml_starts_the_signature(tmp_path: Path) -> None:
+    rules = Path(shutil.copytree(DEFAULT_RULES_DIR, tmp_path / "rules"))
+    text = "The deal list takes 30 seconds to open.\n\nCiao,\nFrancesca\nPortal down? Call +39 02 1234 5678"
+    assert kind_of(normaliser_of(load_segment_words(rules)).normalise(text), "Portal down?") == "prose"
+    segments = rules / "segments.yaml"
+    segments.write_text(segments.read_text(encoding="utf-8").replace("sign_offs: [", "sign_offs: [ciao, "),
+                        encoding="utf-8")
+    norm = normaliser_of(load_segment_words(rules)).normalise(text)
+    assert kind_of(norm, "Ciao") == "signature" and kind_of(norm, "Portal down?") == "signature"

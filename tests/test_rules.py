@@ -19,7 +19,7 @@ from classifier.features import Analyser
 from classifier.matching import build_pipeline
 from classifier.request import Request
 from classifier.reply import PLACEHOLDERS
-from classifier.rules import DEFAULT_RULES_DIR, MAX_RULES_FILE_BYTES, TEMPLATE_SAMPLES, load_rules
+from classifier.rules import DEFAULT_RULES_DIR, MAX_RULES_FILE_BYTES, TEMPLATE_SAMPLES, load_rules, load_segment_words
 
 BROKEN = Path(__file__).resolve().parent / "fixtures" / "broken_rules"
 BUNDLED = load_rules()
@@ -198,6 +198,46 @@ CONCEPT_PROBLEMS = [
     ("  Docs:\n    en: [docs]\n", "[E011] {file}:3: rule concept Docs: concept name must be upper-case words "
      "joined by _, got 'Docs'."),
 ]
+
+
+SEGMENT_PROBLEMS = [
+    ('  sign_offs: ["… regards"]\n', "[E092] {file}:2: segments.sign_offs[0] '… regards': starts with …, which would "
+     "mark nearly any line; start with a word (or # for a digit)."),
+    ("  support_speakers: [agent …]\n", "[E092] {file}:2: segments.support_speakers[0] 'agent …': … stands for any "
+     "text only in reply_headers, sign_offs, disclaimers; support_speakers takes words as written."),
+    ("  message_separators: [-----Original Message-----]\n", "[E092] {file}:2: segments.message_separators[0] "
+     "'-----Original Message-----': write the title without the dashes around it."),
+    ("  sender_fields: [From, 'Von:']\n", "[E092] {file}:2: segments.sender_fields[1] 'Von:': write the field name "
+     "without its colon ('From', not 'From:')."),
+    ("  sign_offs: [{phrase: cheers, any_text: 10}]\n", "[E092] {file}:2: segments.sign_offs[0] 'cheers': has "
+     "any_text but no … for it to stand for."),
+    ("  sign_offs:\n    - {phrase: regards …, any_text: 500}\n", "[E092] {file}:2: segments.sign_offs[0]: must be a "
+     "list of phrases, each a text or {{phrase: <text with …>, any_text: 1 to 200}} (any_text: Input should be less "
+     "than or equal to 200)."),
+    ("  reply_headers: [\"#…\"]\n", "[E092] {file}:2: segments.reply_headers[0] '#…': has no word; write the words "
+     "that mark the line."),
+    ("  signoffs: [cheers]\n", "[E092] {file}:2: segments.signoffs: unknown key; allowed keys: reply_headers, "
+     "sign_offs, disclaimers, message_separators, sender_fields, more_to_say, disclaimer_words, support_speakers."),
+]
+
+
+@pytest.mark.parametrize(("body", "message"), SEGMENT_PROBLEMS, ids=["leading_any_text", "any_text_in_words",
+                                                                     "separator_dashes", "field_colon",
+                                                                     "any_text_without_placeholder", "any_text_too_long",
+                                                                     "no_word", "unknown_key"])
+def test_a_broken_segments_entry_is_refused_naming_file_line_and_entry(tmp_path: Path, body: str,
+                                                                      message: str) -> None:
+    (tmp_path / "rules.yaml").write_text(
+        "rules:\n  - id: 3.6.in.5#docs\n    kind: clause\n    category: general\n    scope: in_scope\n"
+        "    sla: Requests for additional product documentation.\n    match:\n      - phrase: user manual\n"
+        "    examples:\n      match: ['Is there a user manual in Polish?']\n", encoding="utf-8")
+    path = tmp_path / "segments.yaml"
+    path.write_text("segments:\n" + body, encoding="utf-8")
+    expected = message.format(file=path) + ' See docs/rules.md, "Words that cut a request into parts".'
+    for load in (load_rules, load_segment_words):
+        with pytest.raises(RulesError) as info:
+            load(tmp_path)
+        assert str(info.value) == expected
 
 
 @pytest.mark.parametrize(("body", "message"), CONCEPT_PROBLEMS, ids=["undefined_include", "self_include",
