@@ -158,6 +158,20 @@ def test_the_server_of_an_ssh_login_is_the_customers_address_but_a_mail_address_
     assert missing(clf, f"{about} Write to bxadmin@matos-engenharia.pt{STEPS}") == ["url"]
 
 
+@pytest.mark.parametrize("language, told", [
+    # "first …, then …" in each language, with verbs that are no interface action
+    ("ru", "Сначала залили архив и restore.php, затем прошли мастер восстановления, и портал пишет ошибку."),
+    ("de", "Zuerst Archiv entpackt, dann Assistent gestartet, und am Ende kommt die Meldung."),
+    ("es", "Primero abrimos la dirección, a continuación ponemos usuario y contraseña y sale el 500."),
+    ("pl", "Najpierw zaktualizowałem moduł main, potem uruchomiłem aktualizację crm i wszystko padło."),
+    ("pt", "Primeiro importamos a planilha, depois rodamos a sincronização e ela para em 40%."),
+    ("fr", "D'abord on importe le fichier, ensuite on lance la synchronisation et elle s'arrête à 40 %."),
+])
+def test_first_then_told_in_each_language_is_steps(clf, language, told):
+    facts = "Portal crm.acme-tools.de, Business edition, main 24.300.100. "
+    assert missing_in(clf, facts + told, language) == []
+
+
 @pytest.mark.parametrize("text", [
     "If you click another link, or hit Stop, no other link works until a restart.",
     "From the Create patient page, if you enter four names, an error appears.",
