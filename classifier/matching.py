@@ -20,7 +20,7 @@ from bisect import bisect_left, bisect_right
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 import numpy as np
 import regex
@@ -90,9 +90,9 @@ else:  # pragma: no cover  # another spaCy layout: the public way
         setattr(doc._, name, value)
 
 
-@dataclass(frozen=True)
-class Hit:
-    """One rule firing on one span of the request."""
+class Hit(NamedTuple):
+    """One rule firing on one span of the request (a named tuple: a request makes a few
+    dozen, and a frozen dataclass costs three times as much to make)."""
 
     rule_id: str
     kind: str
@@ -342,7 +342,7 @@ class RuleMatcher:
         # (lemma "bieten") does not, as it would if "bot" were read as German; the English
         # "die" is not the German article (lemma "der")
         english_lemmatize = LowercaseLemmatizer(nlp, "english", ["lookup:en"]) if language != "en" else lemmatize
-        # each distinct word or phrase (as the matcher reads it) is one match key, standing
+        # each distinct word or phrase (as the matcher reads it) is one pattern, standing
         # for every concept that lists it, every concept including one of those, and the
         # phrase it is: a word listed by ten concepts is found once, not ten times
         patterns: dict[tuple[str, tuple[int, ...]], tuple[Doc, set[str]]] = {}
@@ -397,9 +397,11 @@ class RuleMatcher:
             add([phrase], [phrase])
         self._by_lemma = PhraseMatcher(nlp.vocab, attr="LEMMA")
         self._by_form = PhraseMatcher(nlp.vocab, attr="LOWER")
-        self._names: dict[int, tuple[str, ...]] = {}  # match key -> what it stands for
-        for i, ((attr, _), (doc, names)) in enumerate(patterns.items()):
-            key = f"{attr} {i}"
+        # match key -> what it stands for; the patterns that stand for the same concepts
+        # share a key, so a request's matches come grouped by what they stand for
+        self._names: dict[int, tuple[str, ...]] = {}
+        for (attr, _), (doc, names) in patterns.items():
+            key = f"{attr} " + " ".join(sorted(names))
             self._names[strings.add(key)] = tuple(sorted(names))
             (self._by_lemma if attr == "LEMMA" else self._by_form).add(key, [doc])
         for rule in self.rules:
