@@ -383,7 +383,10 @@ def test_the_support_side_of_a_chat_transcript_is_quoted() -> None:
 @pytest.mark.parametrize("header", ["Le lun. 3 mars 2025 à 10:12, Support <support@example.com> a écrit :",
                                     "W dniu 03.03.2025 o 10:12, Support pisze napisał:",
                                     "-----Ursprüngliche Nachricht-----", "-----Mensaje original-----",
-                                    "03.03.2025 10:12, Support пишет:"])
+                                    "03.03.2025 10:12, Support пишет:",
+                                    # a forwarded message is quoted in every language, as in English
+                                    "---------- Пересылаемое сообщение ----------",
+                                    "-------- Weitergeleitete Nachricht --------", "---------- Mensagem encaminhada ---------"])
 def test_reply_headers_of_other_languages_start_the_quoted_segment(header: str) -> None:
     norm = normalise(f"Still broken.\n\n{header}\nPlease send the version.")
     assert kind_of(norm, "Still broken.") == "prose"
