@@ -6,9 +6,9 @@ tokenizer alone on the same texts, in the same run, on one core, per language.
 Requests cycle the texts of the labelled corpus with distinct ids, one language at a
 time (the rows of each ``language`` label; rows without one are the English corpus),
 without their ``language`` field: detection is part of what is timed. Both sides are
-warmed up first, then timed in --repeat rounds, the tokenizer and the classifier in
-turn within each round (so a change in the machine's speed during the run slows both
-alike); the best run of each counts. Also prints single-request latency percentiles over ``--latency``
+warmed up first, then timed in --repeat rounds; each round times every language in
+turn, its tokenizer then its classifier (so a change in the machine's speed slows both
+alike, and a spell of load costs each language one round); the best run of each counts. Also prints single-request latency percentiles over ``--latency``
 ``classify()`` calls and a per-stage breakdown (normalise+mask, pipeline matching,
 model, decide, reply), and ends with the line
 
@@ -73,27 +73,33 @@ def rate(n: int, seconds: float) -> float:
     return n / seconds if seconds > 0 else float("inf")
 
 
-def rates(clf: Classifier, requests: list[dict], repeat: int, language: str = "en") -> tuple[float, float]:
-    """Requests a second of spaCy's blank tokenizer (the language's) and of ``classify_many``:
-    the best of ``repeat`` runs each (the machine's other load only ever slows a run down),
-    the two timed in turn within each round."""
-    nlp = spacy.blank(clf.analyser.ruleset.languages[language].tokenizer)
-    texts = [r["text"] for r in requests]
-    for t in texts[:300]:  # warm up both
-        nlp.make_doc(t)
-    for _ in clf.classify_many(requests[:300]):
-        pass
-    best_tokenizer = best_classifier = float("inf")
+def rates(clf: Classifier, by_language: dict[str, list[dict]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Per language, requests a second of spaCy's blank tokenizer (the language's) and of
+    ``classify_many``: the best of ``repeat`` runs each (the machine's other load only ever
+    slows a run down). Each round times every language in turn, its tokenizer then its
+    classifier, so a spell of load on a shared machine costs each language one round of
+    its ``repeat``, not all of them."""
+    tokenizers = {lang: spacy.blank(clf.analyser.ruleset.languages[lang].tokenizer) for lang in by_language}
+    for lang, requests in by_language.items():  # warm up both
+        for r in requests[:300]:
+            tokenizers[lang].make_doc(r["text"])
+        for _ in clf.classify_many(requests[:300]):
+            pass
+    best = {lang: [float("inf"), float("inf")] for lang in by_language}
     for _ in range(repeat):
-        start = time.perf_counter()
-        for t in texts:
-            nlp.make_doc(t)
-        best_tokenizer = min(best_tokenizer, time.perf_counter() - start)
-        start = time.perf_counter()
-        count = sum(1 for _ in clf.classify_many(requests))
-        best_classifier = min(best_classifier, time.perf_counter() - start)
-        assert count == len(requests)
-    return rate(len(texts), best_tokenizer), rate(len(requests), best_classifier)
+        for lang, requests in by_language.items():
+            texts = [r["text"] for r in requests]
+            nlp = tokenizers[lang]
+            start = time.perf_counter()
+            for t in texts:
+                nlp.make_doc(t)
+            best[lang][0] = min(best[lang][0], time.perf_counter() - start)
+            start = time.perf_counter()
+            count = sum(1 for _ in clf.classify_many(requests))
+            best[lang][1] = min(best[lang][1], time.perf_counter() - start)
+            assert count == len(requests)
+    return {lang: (rate(len(by_language[lang]), tok), rate(len(by_language[lang]), many))
+            for lang, (tok, many) in best.items()}
 
 
 def latency_ms(clf: Classifier, requests: list[dict], calls: int) -> tuple[float, float]:
@@ -111,6 +117,7 @@ def stage_breakdown(clf: Classifier, requests: list[dict]) -> dict[str, float]:
     """Seconds per stage over ``requests``, each stage timed on its own over the whole batch,
     with garbage collection paused as ``classify_many`` pauses it per batch."""
     with collector_paused():
+        _stage_seconds(clf, requests[:200])  # each stage's first call sets up what it keeps
         return _stage_seconds(clf, requests)
 
 
@@ -181,18 +188,21 @@ def main() -> None:
     start = time.perf_counter()
     clf = Classifier.load()
     print(f"load: {time.perf_counter() - start:.2f} s")
-    per_language = {}
+    by_language = {}
     for language in clf.analyser.ruleset.languages:
         reqs = load_requests(args.data, args.n, language)
-        if not reqs:
-            continue
-        lang_tok, lang_many = rates(clf, reqs, args.repeat, language)
+        if reqs:  # a language with a pack but no labelled requests yet has nothing to time
+            by_language[language] = reqs
+    measured = rates(clf, by_language, args.repeat)
+    per_language = {}
+    for language, (lang_tok, lang_many) in measured.items():
+        reqs = by_language[language]
         per_language[language] = lang_many
         mean = sum(len(r["text"]) for r in reqs) / len(reqs)
         print(f"{language}: classify_many {lang_many:.0f} req/s, tokenizer {lang_tok:.0f} req/s, "
               f"ratio {lang_tok / lang_many:.1f} ({len(reqs)} requests, {mean:.0f} characters on average)")
-    requests = load_requests(args.data, args.n)
-    tok, many = rates(clf, requests, args.repeat)
+    requests = by_language["en"]
+    tok, many = measured["en"]
     breakdown = stage_breakdown(clf, requests[:2_000])
     p50, p99 = latency_ms(clf, requests, args.latency)
 
