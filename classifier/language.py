@@ -74,9 +74,17 @@ class LanguageOf:
     supported: bool
 
 
+#: Letters a cover note above a forwarded message needs to tell the language by itself
+MIN_COVER_LETTERS = 20
+
+
 def prose_for_detection(norm: NormalisedRequest) -> str:
     """What the detector reads: the customer's own sentences (see the module docstring)."""
     text = norm.parts("subject", "prose") if norm.segments else norm.text
+    if norm.segments and sum(map(str.isalpha, text)) < MIN_COVER_LETTERS and any(
+            s.kind == "forwarded" for s in norm.segments):
+        # a cover note too short to tell ("FYI, see below"): the message it forwards is the request
+        text = norm.parts("subject", "prose", "forwarded")
     cleaned = text[:MAX_DETECT_CHARS * 4]
     for trigger, pattern in _NOT_PROSE:
         if trigger in cleaned:

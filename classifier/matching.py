@@ -57,7 +57,7 @@ TOKEN_ARRAY_KEY = "intake_token_array"
 _IDX, _SPACY = TOKEN_ATTRS.index(IDX), TOKEN_ATTRS.index(SPACY)
 #: Segments whose words and concepts the model reads (quoted replies, signatures and
 #: hidden comments are not the customer's new message).
-MODEL_SEGMENTS = ("subject", "prose", "heading", "code")
+MODEL_SEGMENTS = ("subject", "prose", "heading", "code", "forwarded")
 
 
 def _user_data_layout_holds() -> bool:

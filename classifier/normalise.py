@@ -6,8 +6,10 @@ labels of issue templates: "## Expected behavior", "**Steps to reproduce**",
 "Actual Results:" on a line of their own); ``code`` (fenced blocks, inline code, stack
 traces, log lines, shell sessions and commands, configuration, Markdown tables);
 ``quoted`` (earlier replies, forum quotes, the support side of a chat transcript);
-``signature`` (sign-offs and disclaimers); ``hidden`` (HTML comments, which a person
-never sees but an automated reader does). Rules choose which segments they read.
+``forwarded`` (a message forwarded under a cover note of a few words: the request
+itself, read wherever prose is); ``signature`` (sign-offs and disclaimers); ``hidden``
+(HTML comments, which a person never sees but an automated reader does). Rules choose
+which segments they read.
 
 Markdown is read with markdown-it-py (fences and their language tag, headings,
 tables); the rest is read line by line. The words that mark a quoted reply, a sign-off, a
@@ -33,6 +35,9 @@ from .rules import SegmentWords, load_segment_words
 
 #: Longest request body classified; the rest is cut and the cut is reported.
 MAX_TEXT_CHARS = 20_000
+#: A forwarded message under a cover note of at most this many words is the request itself
+#: (segment ``forwarded``, read wherever prose is): "FYI, see below", "our client wrote this, can you help?"
+COVER_NOTE_WORDS = 40
 
 _HTML_HINT = re.compile(r"<(?:p|br|div|span|html|body|table|td|tr|li|ul|ol|b|i|a|font|pre|code|blockquote|h[1-6])\b[^>]{0,200}>|<!--", re.I)
 _BLOCK_TAGS = {"p", "br", "div", "li", "tr", "table", "pre", "blockquote", "h1", "h2", "h3",
@@ -46,6 +51,8 @@ _SKIP_TAGS = {"script", "style", "head", "title"}
 #: the start and end of a forum quote: "[quote]", "[quote="Anna"]", "[/quote]"
 _BBCODE_QUOTE = re.compile(r"\[(/?)quote\b[^\]\n]{0,100}\]", re.I)
 #: a line of a chat transcript said by anyone ("[10:43] Anna: …"), which ends the support side's turn
+#: a field of an e-mail header: "From: …", "Date: …", "Betreff: …"
+_HEADER_FIELD = re.compile(r"^\s*+[^\W\d_][\w .-]{0,30}:\s")
 _ANY_SPEAKER = re.compile(r"^\s*+(?:\[[\d:. ]{3,12}\]|\d{1,2}:\d\d(?::\d\d)?)\s*[^:\n]{1,40}:\s|^\s*+[\w .()-]{1,30}:\s")
 #: a heading on a line of its own: Markdown "## …", or a short bold line, or a short label
 #: ending in a colon ("Steps to Reproduce:", "Actual Results:")
@@ -226,7 +233,7 @@ def _is_label(line: str) -> bool:
 def _fragments(line: str, kind: str) -> list[tuple[str, str]]:
     """A line as (kind, text) pieces: inline code in prose becomes ``code``, unless it
     names something in the interface (`Save`, `CRM > Deals`)."""
-    if kind != "prose" or "`" not in line:
+    if kind not in ("prose", "forwarded") or "`" not in line:
         return [(kind, line)]
     out: list[tuple[str, str]] = []
     pos = 0
@@ -322,8 +329,12 @@ class Normaliser:
         #: "From: Anna <anna@example.com>"
         self.quote_header = re.compile(
             r"^\s*+(?:(?:" + phrases("reply_headers") + r")\s*$"
-            r"|-{2,}\s*(?:" + literal("message_separators") + r")\s*(?:-{2,}|$)"
+            r"|-{2,}\s*(?:" + literal("message_separators") + "|" + literal("forwarded_separators") + r")\s*(?:-{2,}|$)"
+            r"|(?:" + literal("forwarded_separators") + r")\s*:?\s*$"
             r"|(?:" + literal("sender_fields") + r"):\s.{0,200}$)", re.I)
+        #: the line above a forwarded message: "---------- Forwarded message ---------", "Begin forwarded message:"
+        self.forward_header = re.compile(
+            r"^\s*+(?:-{2,}\s*)?(?:" + literal("forwarded_separators") + r")\s*:?\s*(?:-{2,}\s*)?$", re.I)
         #: a sign-off line: the signature delimiter "--", or a sign-off (a comma, "!" or "." may follow)
         self.sign_off = re.compile(r"^\s*+(?:--\s*$|(?:" + phrases("sign_offs") + r")[,!.]?\s*$)", re.I)
         #: the first line of a disclaimer: "This e-mail and any attachments are confidential …"
@@ -382,7 +393,7 @@ class Normaliser:
         markdown = _markdown_kinds(text, len(lines)) if hint else None
         for kind, run in groupby(zip(lines, self._line_kinds(lines, markdown)), key=itemgetter(1)):
             run_lines = [line for line, _ in run]
-            if kind != "prose" or not any("`" in line for line in run_lines):
+            if kind not in ("prose", "forwarded") or not any("`" in line for line in run_lines):
                 fragments = [(kind, "\n".join(run_lines), True)]
             else:
                 fragments = [(k, frag, j == 0) for line in run_lines
@@ -426,7 +437,9 @@ class Normaliser:
         in_fence = False
         in_forum_quote = False
         support_turn = False  # in a chat transcript, the support side is speaking
-        state = "prose"  # becomes "quoted" or "signature" for the rest of the message
+        # becomes "quoted" or "signature" for the rest of the message; or "forwarded" after the
+        # header of a forwarded message under a short cover note, and "quoted" again at a quote in it
+        state = "prose"
         plain_prose, quote_header = self._plain_prose, self.quote_header
         for i, line in enumerate(lines):
             decided = markdown[i] if markdown else None
@@ -450,17 +463,23 @@ class Normaliser:
             if in_forum_quote:
                 kinds[i] = "quoted"
                 continue
-            if state == "prose":
+            if state == "forwarded header":  # "From: …", "Date: …", blank lines, then the message
+                if not line.strip() or _HEADER_FIELD.match(line):
+                    kinds[i] = "quoted"
+                    continue
+                state = "forwarded"
+            if state in ("prose", "forwarded"):
                 if quote_header.match(line):
-                    state = "quoted"
+                    state = ("forwarded header" if state == "prose" and self.forward_header.match(line)
+                             and _words_in(lines, kinds, i) <= COVER_NOTE_WORDS else "quoted")
                 elif self.sign_off.match(line) and self._looks_like_end(lines, i):
                     state = "signature"
                 elif self.disclaimer.match(line):
                     state = "signature"
             if state == "signature" and (line.lstrip().startswith(">") or quote_header.match(line)):
                 state = "quoted"
-            if state != "prose":
-                kinds[i] = state
+            if state not in ("prose", "forwarded"):
+                kinds[i] = "quoted" if state == "forwarded header" else state
                 continue
             if self.support_speaker.match(line):
                 support_turn = True
@@ -474,6 +493,8 @@ class Normaliser:
                 kinds[i] = "code"
             elif _LABEL_LINE.match(line) and _is_label(line):
                 kinds[i] = "heading"
+            if state == "forwarded" and kinds[i] == "prose":
+                kinds[i] = "forwarded"
         return kinds
 
     def _looks_like_end(self, lines: list[str], i: int) -> bool:
@@ -489,6 +510,11 @@ class Normaliser:
             if ln.rstrip().endswith("?") or self.more_to_say.match(ln) or len(ln.split()) > 12:
                 return False
         return True
+
+
+def _words_in(lines: list[str], kinds: list[str], end: int) -> int:
+    """Words of the customer's own prose in ``lines[:end]``."""
+    return sum(len(lines[i].split()) for i in range(end) if kinds[i] == "prose")
 
 
 @lru_cache(maxsize=8)

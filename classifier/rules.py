@@ -31,7 +31,10 @@ MAX_RULES_FILE_BYTES = 2 * 1024 * 1024
 DEFAULT_RULES_DIR = bundled("rules")
 
 KINDS = ("clause", "severity", "info", "delay", "flag")
-SEGMENTS = ("subject", "prose", "heading", "code", "quoted", "signature", "hidden")
+SEGMENTS = ("subject", "prose", "heading", "code", "quoted", "signature", "hidden", "forwarded")
+#: A forwarded message under a short cover note is the request itself (``forwarded``): a rule
+#: that reads the customer's prose reads it too.
+READ_WITH_PROSE = ("forwarded",)
 #: What each kind of rule reads by default. Clause rules ignore pasted logs, quoted
 #: replies and headings, so a stack trace mentioning ``mysqli`` is not a database
 #: question and an issue template's "Expected behavior" is not an error report.
@@ -79,7 +82,7 @@ CONDITION_FORMS = ("concept", "phrase", "near", "then", "regex")
 #: the placeholders ``…`` (any text; ``...`` works too) and ``#`` (a digit); the word keys take
 #: words as written.
 SEGMENT_PHRASE_KEYS = ("reply_headers", "sign_offs", "disclaimers")
-SEGMENT_WORD_KEYS = ("message_separators", "sender_fields", "more_to_say", "disclaimer_words", "support_speakers")
+SEGMENT_WORD_KEYS = ("message_separators", "forwarded_separators", "sender_fields", "more_to_say", "disclaimer_words", "support_speakers")
 #: Longest entry of a ``segments:`` list (real ones are a few words).
 MAX_SEGMENT_ENTRY_CHARS = 100
 #: Most characters a ``…`` may stand for (an entry's ``any_text``): the line patterns stay bounded.
@@ -150,6 +153,7 @@ class _SegmentsSchema(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     reply_headers: list[str | _PhraseSchema] = []
     message_separators: list[str] = []
+    forwarded_separators: list[str] = []
     sender_fields: list[str] = []
     sign_offs: list[str | _PhraseSchema] = []
     more_to_say: list[str] = []
@@ -179,6 +183,8 @@ class SegmentWords:
     reply_headers: tuple[Phrase, ...] = ()
     #: the title of a separator line between dashes: "Original Message"
     message_separators: tuple[str, ...] = ()
+    #: the title of the line above a forwarded message: "Forwarded message"
+    forwarded_separators: tuple[str, ...] = ()
     #: the header field naming the sender of a quoted e-mail: "From"
     sender_fields: tuple[str, ...] = ()
     #: a line that ends the message: "thanks", "best regards…"
@@ -525,6 +531,8 @@ def parse_rule(raw: Any, file: Path, seen: dict[str, str]) -> Rule:
     for seg in read:
         if seg not in SEGMENTS:
             raise _fail(Errors.E007, field="read", value=seg, allowed=", ".join(SEGMENTS), **where)
+    if "prose" in read:
+        read = list(dict.fromkeys([*read, *READ_WITH_PROSE]))
     match = tuple(_condition(c, where, i) for i, c in enumerate(parsed.match, 1))
     for term in parsed.unless:
         if not CONCEPT_RE.match(term) and not term.strip():
@@ -594,7 +602,7 @@ def _segment_entry_problem(key: str, entry: str) -> str | None:
                 f"{key} takes words as written")
     if key == "sender_fields" and bare.endswith(":"):
         return "write the field name without its colon ('From', not 'From:')"
-    if key == "message_separators" and (bare.startswith("-") or bare.endswith("-")):
+    if key in ("message_separators", "forwarded_separators") and (bare.startswith("-") or bare.endswith("-")):
         return "write the title without the dashes around it"
     if key == "support_speakers" and ":" in bare:
         return "write the name without the colon that follows it"

@@ -63,6 +63,26 @@ def test_classify_accepts_text_mapping_and_request(clf):
     assert by_text["category"] == "development" and by_text["scope"] == "out_of_scope"
 
 
+FORWARDED_REPORT = ("---------- Weitergeleitete Nachricht ---------\nVon: Anna Weber <anna@kunde.example>\n"
+                    "Datum: 3. Juni 2024\n\nHallo, seit dem Update auf 24.300.0 zeigt https://portal.kunde.example "
+                    "nur noch Fehler 500 beim Öffnen einer Deal-Karte. Wir haben die Edition Business.\n"
+                    "1. Anmelden\n2. CRM > Deals öffnen\n3. eine Karte anklicken")
+
+
+@pytest.mark.parametrize(("cover", "language"), [
+    ("FYI, see our client's message below. Could you help them?", "en"),  # the cover note's language
+    ("FYI, see below", "de"),  # too short to tell: the forwarded message's
+])
+def test_a_report_forwarded_under_a_cover_note_is_read(clf, cover, language):
+    result = clf.classify(f"{cover}\n\n{FORWARDED_REPORT}")
+    assert result.language == language
+    # the version, address, edition and steps are all in the forwarded message
+    assert result.category in ("product_error", "updates") and result.missing_info == []
+    fired = {r["id"] for r in result.explanation["rules"]}
+    assert {"info.url.web_address", "info.version.product"} <= fired
+    assert any(rule.startswith("info.steps.") for rule in fired)
+
+
 def test_classify_echoes_the_id_and_reads_the_fields(clf):
     result = clf.classify({"id": "TS-512077", "text": QUESTION, "channel": "email", "attachments": ["error.bmp"]})
     assert result.id == "TS-512077"

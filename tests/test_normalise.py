@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from classifier.masking import MASK
-from classifier.normalise import (MAX_TEXT_CHARS, NormalisedRequest, Normaliser, Segment, html_to_text, normalise,
-                                  normaliser_of, phrase_pattern)
+from classifier.normalise import (COVER_NOTE_WORDS, MAX_TEXT_CHARS, NormalisedRequest, Normaliser, Segment,
+                                  html_to_text, normalise, normaliser_of, phrase_pattern)
 from classifier.rules import DEFAULT_RULES_DIR, Phrase, SegmentWords, load_segment_words
 
 
@@ -383,14 +383,38 @@ def test_the_support_side_of_a_chat_transcript_is_quoted() -> None:
 @pytest.mark.parametrize("header", ["Le lun. 3 mars 2025 à 10:12, Support <support@example.com> a écrit :",
                                     "W dniu 03.03.2025 o 10:12, Support pisze napisał:",
                                     "-----Ursprüngliche Nachricht-----", "-----Mensaje original-----",
-                                    "03.03.2025 10:12, Support пишет:",
-                                    # a forwarded message is quoted in every language, as in English
-                                    "---------- Пересылаемое сообщение ----------",
-                                    "-------- Weitergeleitete Nachricht --------", "---------- Mensagem encaminhada ---------"])
+                                    "03.03.2025 10:12, Support пишет:"])
 def test_reply_headers_of_other_languages_start_the_quoted_segment(header: str) -> None:
     norm = normalise(f"Still broken.\n\n{header}\nPlease send the version.")
     assert kind_of(norm, "Still broken.") == "prose"
     assert kind_of(norm, "Please send the version.") == "quoted"
+
+
+FORWARDED = ["---------- Forwarded message ---------", "Begin forwarded message:",
+             "---------- Пересылаемое сообщение ----------", "-------- Weitergeleitete Nachricht --------",
+             "---------- Mensagem encaminhada ---------", "----- Message transféré -----"]
+FORWARDED_BODY = ("From: Anna Weber <anna@kunde.example>\nDate: Mon, 3 Jun 2024 at 10:12\nSubject: portal\n\n"
+                  "Since the update every deal card shows error 500.\n\n> On Sun, Support wrote:\n> Please update.")
+
+
+@pytest.mark.parametrize("separator", FORWARDED)
+def test_a_message_forwarded_under_a_short_cover_note_is_the_request(separator: str) -> None:
+    norm = normalise(f"FYI, our client wrote this. Can you help?\n\n{separator}\n{FORWARDED_BODY}")
+    assert kind_of(norm, "FYI, our client") == "prose"
+    assert kind_of(norm, "From: Anna") == "quoted"  # its header
+    assert kind_of(norm, "Subject: portal") == "quoted"
+    assert kind_of(norm, "every deal card shows error 500") == "forwarded"
+    assert kind_of(norm, "Please update.") == "quoted"  # a reply quoted inside it
+
+
+@pytest.mark.parametrize("separator", FORWARDED)
+def test_a_message_forwarded_under_a_long_cover_note_is_background(separator: str) -> None:
+    cover = ("Our hosting provider answered our question about the nightly backups of the portal. "
+             "We do not understand their answer and would like to know whether the backup agent they describe "
+             "is safe to run beside the product, and what we should ask them next.")
+    assert len(cover.split()) > COVER_NOTE_WORDS
+    norm = normalise(f"{cover}\n\n{separator}\n{FORWARDED_BODY}")
+    assert kind_of(norm, "every deal card shows error 500") == "quoted"
 
 
 # ------------------------------------------------------------------ the words come from the rules (segments:)

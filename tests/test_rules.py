@@ -153,7 +153,7 @@ BROKEN_CASES = {
     "weight_out_of_range": ("[E011] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: weight must be less than or equal "
                             "to 1, got 1.5."),
     "unknown_read_segment": ("[E007] {dir}/rules.yaml:3: rule 3.6.in.5#manuals: read 'footer' is not allowed. "
-                             "Allowed values: subject, prose, heading, code, quoted, signature, hidden"),
+                             "Allowed values: subject, prose, heading, code, quoted, signature, hidden, forwarded"),
     "yaml_alias": "[E013] {dir}/rules.yaml:11: YAML anchors and aliases are not allowed in rules files.",
     "python_object_tag": ("[E003] {dir}/rules.yaml:7: YAML syntax error: could not determine a constructor "
                           "for the tag 'tag:yaml.org,2002:python/object/apply:os.system'"),
@@ -217,7 +217,8 @@ SEGMENT_PROBLEMS = [
     ("  reply_headers: [\"#…\"]\n", "[E092] {file}:2: segments.reply_headers[0] '#…': has no word; write the words "
      "that mark the line."),
     ("  signoffs: [cheers]\n", "[E092] {file}:2: segments.signoffs: unknown key; allowed keys: reply_headers, "
-     "sign_offs, disclaimers, message_separators, sender_fields, more_to_say, disclaimer_words, support_speakers."),
+     "sign_offs, disclaimers, message_separators, forwarded_separators, sender_fields, more_to_say, disclaimer_words, "
+     "support_speakers."),
 ]
 
 
