@@ -470,14 +470,14 @@ class Normaliser:
                 state = "forwarded"
             if state in ("prose", "forwarded"):
                 if quote_header.match(line):
-                    state = ("forwarded header" if state == "prose" and self.forward_header.match(line)
-                             and _words_in(lines, kinds, i) <= COVER_NOTE_WORDS else "quoted")
+                    state = self._after_quote_header(lines, kinds, i) if state == "prose" else "quoted"
                 elif self.sign_off.match(line) and self._looks_like_end(lines, i):
                     state = "signature"
                 elif self.disclaimer.match(line):
                     state = "signature"
             if state == "signature" and (line.lstrip().startswith(">") or quote_header.match(line)):
-                state = "quoted"
+                # the cover note may end with its sender's name ("Thanks, Bob") before the forwarded message
+                state = self._after_quote_header(lines, kinds, i) if quote_header.match(line) else "quoted"
             if state not in ("prose", "forwarded"):
                 kinds[i] = "quoted" if state == "forwarded header" else state
                 continue
@@ -496,6 +496,15 @@ class Normaliser:
             if state == "forwarded" and kinds[i] == "prose":
                 kinds[i] = "forwarded"
         return kinds
+
+    def _after_quote_header(self, lines: list[str], kinds: list[str], i: int) -> str:
+        """What follows the quote header at ``lines[i]``: a message forwarded under a short cover
+        note of the customer's own is the request ("forwarded header", then "forwarded"); anything
+        else is "quoted"."""
+        if (self.forward_header.match(lines[i]) and "forwarded" not in kinds[:i]
+                and _words_in(lines, kinds, i) <= COVER_NOTE_WORDS):
+            return "forwarded header"
+        return "quoted"
 
     def _looks_like_end(self, lines: list[str], i: int) -> bool:
         """A sign-off starts the signature only if no more of the message follows it:

@@ -407,6 +407,12 @@ def test_a_message_forwarded_under_a_short_cover_note_is_the_request(separator: 
     assert kind_of(norm, "Please update.") == "quoted"  # a reply quoted inside it
 
 
+def test_a_cover_note_signed_before_the_forwarded_message_still_forwards_it() -> None:
+    norm = normalise(f"Hi, see below.\n\nThanks,\nBob\n\n{FORWARDED[0]}\n{FORWARDED_BODY}")
+    assert kind_of(norm, "Bob") == "signature"
+    assert kind_of(norm, "every deal card shows error 500") == "forwarded"
+
+
 @pytest.mark.parametrize("separator", FORWARDED)
 def test_a_message_forwarded_under_a_long_cover_note_is_background(separator: str) -> None:
     cover = ("Our hosting provider answered our question about the nightly backups of the portal. "
