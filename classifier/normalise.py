@@ -332,6 +332,10 @@ class Normaliser:
             r"|-{2,}\s*(?:" + literal("message_separators") + "|" + literal("forwarded_separators") + r")\s*(?:-{2,}|$)"
             r"|(?:" + literal("forwarded_separators") + r")\s*:?\s*$"
             r"|(?:" + literal("sender_fields") + r"):\s.{0,200}$)", re.I)
+        #: the subject of a forwarded message: "Fwd: …", "WG: …"
+        self.forward_subject = re.compile(r"^\s*+(?:" + literal("forwarded_subject_prefixes") + r")\s*:", re.I)
+        #: the first line of a quoted message's header: "From: Anna <anna@example.com>"
+        self.sender_header = re.compile(r"^\s*+(?:" + literal("sender_fields") + r"):\s", re.I)
         #: the line above a forwarded message: "---------- Forwarded message ---------", "Begin forwarded message:"
         self.forward_header = re.compile(
             r"^\s*+(?:-{2,}\s*)?(?:" + literal("forwarded_separators") + r")\s*:?\s*(?:-{2,}\s*)?$", re.I)
@@ -391,7 +395,9 @@ class Normaliser:
         lines = text.split("\n")
         hint = ("`" in text or "~~~" in text or "#" in text or "|" in text) and _MARKDOWN_HINT.search(text)
         markdown = _markdown_kinds(text, len(lines)) if hint else None
-        for kind, run in groupby(zip(lines, self._line_kinds(lines, markdown)), key=itemgetter(1)):
+        # Outlook forwards without a separator line: the subject says "FW: …", a header "From: …" follows
+        forwarding = bool(subject) and self.forward_subject.match(subject) is not None
+        for kind, run in groupby(zip(lines, self._line_kinds(lines, markdown, forwarding)), key=itemgetter(1)):
             run_lines = [line for line, _ in run]
             if kind not in ("prose", "forwarded") or not any("`" in line for line in run_lines):
                 fragments = [(kind, "\n".join(run_lines), True)]
@@ -432,7 +438,8 @@ class Normaliser:
         end = line.rstrip()[-1:]
         return not ((end in (":", "*", "_") or line.lstrip().startswith("#")) and _LABEL_LINE.match(line))
 
-    def _line_kinds(self, lines: list[str], markdown: list[str | None] | None = None) -> list[str]:
+    def _line_kinds(self, lines: list[str], markdown: list[str | None] | None = None,
+                    forwarding: bool = False) -> list[str]:
         kinds = ["prose"] * len(lines)
         in_fence = False
         in_forum_quote = False
@@ -470,14 +477,14 @@ class Normaliser:
                 state = "forwarded"
             if state in ("prose", "forwarded"):
                 if quote_header.match(line):
-                    state = self._after_quote_header(lines, kinds, i) if state == "prose" else "quoted"
+                    state = self._after_quote_header(lines, kinds, i, forwarding) if state == "prose" else "quoted"
                 elif self.sign_off.match(line) and self._looks_like_end(lines, i):
                     state = "signature"
                 elif self.disclaimer.match(line):
                     state = "signature"
             if state == "signature" and (line.lstrip().startswith(">") or quote_header.match(line)):
                 # the cover note may end with its sender's name ("Thanks, Bob") before the forwarded message
-                state = self._after_quote_header(lines, kinds, i) if quote_header.match(line) else "quoted"
+                state = self._after_quote_header(lines, kinds, i, forwarding) if quote_header.match(line) else "quoted"
             if state not in ("prose", "forwarded"):
                 kinds[i] = "quoted" if state == "forwarded header" else state
                 continue
@@ -497,11 +504,13 @@ class Normaliser:
                 kinds[i] = "forwarded"
         return kinds
 
-    def _after_quote_header(self, lines: list[str], kinds: list[str], i: int) -> str:
+    def _after_quote_header(self, lines: list[str], kinds: list[str], i: int, forwarding: bool = False) -> str:
         """What follows the quote header at ``lines[i]``: a message forwarded under a short cover
         note of the customer's own is the request ("forwarded header", then "forwarded"); anything
-        else is "quoted"."""
-        if (self.forward_header.match(lines[i]) and "forwarded" not in kinds[:i]
+        else is "quoted". ``forwarding``: the subject says the request forwards a message, so its
+        first sender header ("From: …") starts it."""
+        forwards = self.forward_header.match(lines[i]) or (forwarding and self.sender_header.match(lines[i]))
+        if (forwards and "forwarded" not in kinds[:i]
                 and _words_in(lines, kinds, i) <= COVER_NOTE_WORDS):
             return "forwarded header"
         return "quoted"

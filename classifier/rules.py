@@ -82,7 +82,7 @@ CONDITION_FORMS = ("concept", "phrase", "near", "then", "regex")
 #: the placeholders ``…`` (any text; ``...`` works too) and ``#`` (a digit); the word keys take
 #: words as written.
 SEGMENT_PHRASE_KEYS = ("reply_headers", "sign_offs", "disclaimers")
-SEGMENT_WORD_KEYS = ("message_separators", "forwarded_separators", "sender_fields", "more_to_say", "disclaimer_words", "support_speakers")
+SEGMENT_WORD_KEYS = ("message_separators", "forwarded_separators", "forwarded_subject_prefixes", "sender_fields", "more_to_say", "disclaimer_words", "support_speakers")
 #: Longest entry of a ``segments:`` list (real ones are a few words).
 MAX_SEGMENT_ENTRY_CHARS = 100
 #: Most characters a ``…`` may stand for (an entry's ``any_text``): the line patterns stay bounded.
@@ -154,6 +154,7 @@ class _SegmentsSchema(BaseModel):
     reply_headers: list[str | _PhraseSchema] = []
     message_separators: list[str] = []
     forwarded_separators: list[str] = []
+    forwarded_subject_prefixes: list[str] = []
     sender_fields: list[str] = []
     sign_offs: list[str | _PhraseSchema] = []
     more_to_say: list[str] = []
@@ -185,6 +186,8 @@ class SegmentWords:
     message_separators: tuple[str, ...] = ()
     #: the title of the line above a forwarded message: "Forwarded message"
     forwarded_separators: tuple[str, ...] = ()
+    #: what an e-mail program puts before the subject of a forwarded message: "Fwd", "FW"
+    forwarded_subject_prefixes: tuple[str, ...] = ()
     #: the header field naming the sender of a quoted e-mail: "From"
     sender_fields: tuple[str, ...] = ()
     #: a line that ends the message: "thanks", "best regards…"
@@ -602,6 +605,8 @@ def _segment_entry_problem(key: str, entry: str) -> str | None:
                 f"{key} takes words as written")
     if key == "sender_fields" and bare.endswith(":"):
         return "write the field name without its colon ('From', not 'From:')"
+    if key == "forwarded_subject_prefixes" and bare.endswith(":"):
+        return "write the prefix without its colon ('Fwd', not 'Fwd:')"
     if key in ("message_separators", "forwarded_separators") and (bare.startswith("-") or bare.endswith("-")):
         return "write the title without the dashes around it"
     if key == "support_speakers" and ":" in bare:

@@ -407,6 +407,25 @@ def test_a_message_forwarded_under_a_short_cover_note_is_the_request(separator: 
     assert kind_of(norm, "Please update.") == "quoted"  # a reply quoted inside it
 
 
+OUTLOOK_FORWARD = ("Please help, see below.\n\n________________________________\n"
+                   "{sender}: Anna Weber <anna@kunde.example>\nSent: Monday, 3 June 2024 10:12\n"
+                   "Subject: portal\n\nSince the update every deal card shows error 500.")
+
+
+@pytest.mark.parametrize(("subject", "sender"), [("FW: portal", "From"), ("Fwd: portal", "From"),
+                                                 ("WG: Portal", "Von"), ("TR: portail", "De")])
+def test_a_forward_without_a_separator_line_is_told_by_its_subject(subject: str, sender: str) -> None:
+    norm = normalise(OUTLOOK_FORWARD.format(sender=sender), subject)
+    assert kind_of(norm, f"{sender}: Anna") == "quoted"
+    assert kind_of(norm, "every deal card shows error 500") == "forwarded"
+
+
+@pytest.mark.parametrize("subject", ["RE: portal", "portal", None])
+def test_a_reply_in_outlook_form_stays_quoted(subject: str | None) -> None:
+    norm = normalise(OUTLOOK_FORWARD.format(sender="From"), subject)
+    assert kind_of(norm, "every deal card shows error 500") == "quoted"
+
+
 def test_a_cover_note_signed_before_the_forwarded_message_still_forwards_it() -> None:
     norm = normalise(f"Hi, see below.\n\nThanks,\nBob\n\n{FORWARDED[0]}\n{FORWARDED_BODY}")
     assert kind_of(norm, "Bob") == "signature"

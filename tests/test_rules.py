@@ -217,8 +217,8 @@ SEGMENT_PROBLEMS = [
     ("  reply_headers: [\"#…\"]\n", "[E092] {file}:2: segments.reply_headers[0] '#…': has no word; write the words "
      "that mark the line."),
     ("  signoffs: [cheers]\n", "[E092] {file}:2: segments.signoffs: unknown key; allowed keys: reply_headers, "
-     "sign_offs, disclaimers, message_separators, forwarded_separators, sender_fields, more_to_say, disclaimer_words, "
-     "support_speakers."),
+     "sign_offs, disclaimers, message_separators, forwarded_separators, forwarded_subject_prefixes, sender_fields, "
+     "more_to_say, disclaimer_words, support_speakers."),
 ]
 
 
