@@ -8,9 +8,10 @@ time (the rows of each ``language`` label; rows without one are the English corp
 without their ``language`` field: detection is part of what is timed. Both sides are
 warmed up first, then timed in --repeat rounds; each round times every language in
 turn, its tokenizer then its classifier (so a change in the machine's speed slows both
-alike, and a spell of load costs each language one round); the best run of each counts. Also prints single-request latency percentiles over ``--latency``
-``classify()`` calls and a per-stage breakdown (normalise+mask, pipeline matching,
-model, decide, reply), and ends with the line
+alike, and a spell of load costs each language one round); the best run of each
+counts. Also prints single-request latency percentiles over ``--latency`` ``classify()``
+calls and a per-stage breakdown (normalise+mask, pipeline matching, model, decide,
+reply), and ends with the line
 
     classify_many: X req/s, tokenizer: Y req/s, ratio R, p50 A ms, p99 B ms
 

@@ -50,9 +50,9 @@ _SKIP_TAGS = {"script", "style", "head", "title"}
 # made of the rules' words are built by Normaliser, below, the same way.
 #: the start and end of a forum quote: "[quote]", "[quote="Anna"]", "[/quote]"
 _BBCODE_QUOTE = re.compile(r"\[(/?)quote\b[^\]\n]{0,100}\]", re.I)
-#: a line of a chat transcript said by anyone ("[10:43] Anna: …"), which ends the support side's turn
 #: a field of an e-mail header: "From: …", "Date: …", "Betreff: …"
 _HEADER_FIELD = re.compile(r"^\s*+[^\W\d_][\w .-]{0,30}:\s")
+#: a line of a chat transcript said by anyone ("[10:43] Anna: …"), which ends the support side's turn
 _ANY_SPEAKER = re.compile(r"^\s*+(?:\[[\d:. ]{3,12}\]|\d{1,2}:\d\d(?::\d\d)?)\s*[^:\n]{1,40}:\s|^\s*+[\w .()-]{1,30}:\s")
 #: a heading on a line of its own: Markdown "## …", or a short bold line, or a short label
 #: ending in a colon ("Steps to Reproduce:", "Actual Results:")

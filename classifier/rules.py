@@ -82,7 +82,8 @@ CONDITION_FORMS = ("concept", "phrase", "near", "then", "regex")
 #: the placeholders ``…`` (any text; ``...`` works too) and ``#`` (a digit); the word keys take
 #: words as written.
 SEGMENT_PHRASE_KEYS = ("reply_headers", "sign_offs", "disclaimers")
-SEGMENT_WORD_KEYS = ("message_separators", "forwarded_separators", "forwarded_subject_prefixes", "sender_fields", "more_to_say", "disclaimer_words", "support_speakers")
+SEGMENT_WORD_KEYS = ("message_separators", "forwarded_separators", "forwarded_subject_prefixes", "sender_fields",
+                     "more_to_say", "disclaimer_words", "support_speakers")
 #: Longest entry of a ``segments:`` list (real ones are a few words).
 MAX_SEGMENT_ENTRY_CHARS = 100
 #: Most characters a ``…`` may stand for (an entry's ``any_text``): the line patterns stay bounded.
