@@ -295,7 +295,8 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
         "masked_secrets": len(analysed.normalised.masked),
         "bad_attachments": bad_images,
         "truncated": analysed.normalised.truncated,
-        "language": {"code": language.code, "source": language.source, "supported": language.supported},
+        "language": {"code": language.code, "source": language.source, "supported": language.supported,
+                     **({"rules_read": language.reads} if language.reads else {})},
     }
     if analysed.normalised.truncated:
         explanation["original_length"] = analysed.normalised.original_length

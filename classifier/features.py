@@ -88,7 +88,7 @@ class Analyser:
         for batch in minibatch(requests, size=batch_size):
             norms = [self.normaliser.normalise(req.text, req.subject) for req in batch]
             languages = [self.detector.language_of(norm, req.language) for req, norm in zip(batch, norms)]
-            read_as = [lang.code if lang.supported else "en" for lang in languages]
+            read_as = [lang.reads or (lang.code if lang.supported else "en") for lang in languages]
             docs: list[Doc | None] = [None] * len(batch)
             for code in dict.fromkeys(read_as):
                 at = [i for i, c in enumerate(read_as) if c == code]

@@ -21,7 +21,7 @@ languages halve lingua's speed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Iterable
 
@@ -72,6 +72,9 @@ class LanguageOf:
     code: str
     source: str  # "given", "detected" or "default" (too little prose to tell)
     supported: bool
+    #: the language the rules read the request in when it is not ``code``: a message forwarded
+    #: in another supported language under a short cover note ("FYI, see below")
+    reads: str | None = None
 
 
 #: Letters a cover note above a forwarded message needs to tell the language by itself
@@ -112,7 +115,18 @@ class LanguageDetector:
                 self._languages_of_word.setdefault(word, []).append(code)
 
     def language_of(self, norm: NormalisedRequest, given: str | None = None) -> LanguageOf:
-        """The given language, else the detected one, else the default."""
+        """The given language, else the detected one, else the default; and, for a message
+        forwarded under a short cover note, the language it is written in, when another."""
+        found = self._language_of(norm, given)
+        if norm.segments and any(s.kind == "forwarded" for s in norm.segments):
+            forwarded = " ".join(norm.parts("forwarded").split())[:MAX_DETECT_CHARS]
+            if sum(map(str.isalpha, forwarded)) >= MIN_COVER_LETTERS and self._detector:
+                reads = "ru" if len(_CYRILLIC.findall(forwarded)) >= 0.2 * len(forwarded) else self._detect(forwarded)
+                if reads and reads != found.code and reads in self.supported:
+                    return replace(found, reads=reads)
+        return found
+
+    def _language_of(self, norm: NormalisedRequest, given: str | None = None) -> LanguageOf:
         if given:
             return LanguageOf(given, "given", given in self.supported)
         # most requests are told by their small words before any cleaning: a pasted English

@@ -86,7 +86,9 @@ def result_schema() -> dict[str, Any]:
                 "language": {"type": "object", "required": ["code", "source", "supported"], "properties": {
                     "code": {"type": "string", "pattern": "^[a-z]{2}$"},
                     "source": {"enum": ["given", "detected", "default"]},
-                    "supported": {"type": "boolean"}}},
+                    "supported": {"type": "boolean"},
+                    "rules_read": {"type": "string", "pattern": "^[a-z]{2}$", "description":
+                                   "the language the rules read a forwarded message in, when not the request's"}}},
             }},
             "suggested_reply": {"type": "string"},
             "language": {"type": "string", "pattern": "^[a-z]{2}$",
