@@ -426,6 +426,19 @@ def test_a_reply_in_outlook_form_stays_quoted(subject: str | None) -> None:
     assert kind_of(norm, "every deal card shows error 500") == "quoted"
 
 
+def test_a_message_forwarded_in_html_by_gmail_is_the_request() -> None:
+    norm = normalise('<div dir="ltr">FYI, see below. Can you help?<br><br><div class="gmail_quote">'
+                     '<div dir="ltr" class="gmail_attr">---------- Forwarded message ---------<br>From: '
+                     '<strong class="gmail_sendername">Anna Weber</strong> &lt;<a href="mailto:anna@kunde.example">'
+                     'anna@kunde.example</a>&gt;<br>Date: Mon, 3 Jun 2024 at 10:12<br>Subject: portal<br></div><br>'
+                     '<div dir="ltr">Since the update every deal card shows error 500.<div>1. open CRM</div>'
+                     '<div>2. click a deal</div></div></div></div>')
+    assert kind_of(norm, "FYI, see below.") == "prose"
+    assert kind_of(norm, "Date: Mon") == "quoted"
+    assert kind_of(norm, "every deal card shows error 500") == "forwarded"
+    assert kind_of(norm, "2. click a deal") == "forwarded"
+
+
 def test_a_cover_note_signed_before_the_forwarded_message_still_forwards_it() -> None:
     norm = normalise(f"Hi, see below.\n\nThanks,\nBob\n\n{FORWARDED[0]}\n{FORWARDED_BODY}")
     assert kind_of(norm, "Bob") == "signature"
