@@ -88,6 +88,12 @@ def prose_for_detection(norm: NormalisedRequest) -> str:
             s.kind == "forwarded" for s in norm.segments):
         # a cover note too short to tell ("FYI, see below"): the message it forwards is the request
         text = norm.parts("subject", "prose", "forwarded")
+    return _cleaned_prose(text)
+
+
+def _cleaned_prose(text: str) -> str:
+    """``text`` without pasted logs, code, quoted error messages, addresses and paths, unless
+    that leaves nothing."""
     cleaned = text[:MAX_DETECT_CHARS * 4]
     for trigger, pattern in _NOT_PROSE:
         if trigger in cleaned:
@@ -119,11 +125,10 @@ class LanguageDetector:
         forwarded under a short cover note, the language it is written in, when another."""
         found = self._language_of(norm, given)
         if norm.segments and any(s.kind == "forwarded" for s in norm.segments):
-            forwarded = " ".join(norm.parts("forwarded").split())[:MAX_DETECT_CHARS]
-            if sum(map(str.isalpha, forwarded)) >= MIN_COVER_LETTERS and self._detector:
-                reads = "ru" if len(_CYRILLIC.findall(forwarded)) >= 0.2 * len(forwarded) else self._detect(forwarded)
-                if reads and reads != found.code and reads in self.supported:
-                    return replace(found, reads=reads)
+            forwarded = _cleaned_prose(norm.parts("forwarded"))
+            reads = self._code_of(forwarded) if sum(map(str.isalpha, forwarded)) >= MIN_COVER_LETTERS else None
+            if reads and reads != found.code and reads in self.supported:
+                return replace(found, reads=reads)
         return found
 
     def _language_of(self, norm: NormalisedRequest, given: str | None = None) -> LanguageOf:
@@ -137,7 +142,13 @@ class LanguageDetector:
             code = self._by_function_words(raw, _WORD.findall(raw.lower()))
             if code is not None:
                 return LanguageOf(code, "detected", code in self.supported)
-        prose = prose_for_detection(norm)
+        code = self._code_of(prose_for_detection(norm))
+        if code is None:
+            return LanguageOf(self.default, "default", self.default in self.supported)
+        return LanguageOf(code, "detected", code in self.supported)
+
+    def _code_of(self, prose: str) -> str | None:
+        """The language of cleaned prose, or None when there is too little to tell."""
         letters = sum(map(str.isalpha, prose))
         cyrillic = len(_CYRILLIC.findall(prose))
         if cyrillic >= MIN_LETTERS and (cyrillic >= 40 or cyrillic >= 0.2 * letters):
@@ -146,11 +157,11 @@ class LanguageDetector:
         else:
             code = self._detect(prose) if letters >= MIN_LETTERS and self._detector else None
             if code is None:
-                return LanguageOf(self.default, "default", self.default in self.supported)
+                return None
         if code == "ru":
             seen = set(prose.lower())
             code = next((lang for lang, own in _OWN_LETTERS if seen & own), code)
-        return LanguageOf(code, "detected", code in self.supported)
+        return code
 
     def _by_function_words(self, prose: str, words: list[str]) -> str | None:
         """The language whose function words make up a clear share of ``words``, if one does."""
