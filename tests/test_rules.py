@@ -207,6 +207,10 @@ SEGMENT_PROBLEMS = [
      "text only in reply_headers, sign_offs, disclaimers; support_speakers takes words as written."),
     ("  message_separators: [-----Original Message-----]\n", "[E092] {file}:2: segments.message_separators[0] "
      "'-----Original Message-----': write the title without the dashes around it."),
+    ("  forwarded_subject_prefixes: [FW, 'WG:']\n", "[E092] {file}:2: segments.forwarded_subject_prefixes[1] 'WG:': "
+     "write the prefix without its colon ('Fwd', not 'Fwd:')."),
+    ("  forwarded_separators: [---Forwarded message---]\n", "[E092] {file}:2: segments.forwarded_separators[0] "
+     "'---Forwarded message---': write the title without the dashes around it."),
     ("  sender_fields: [From, 'Von:']\n", "[E092] {file}:2: segments.sender_fields[1] 'Von:': write the field name "
      "without its colon ('From', not 'From:')."),
     ("  sign_offs: [{phrase: cheers, any_text: 10}]\n", "[E092] {file}:2: segments.sign_offs[0] 'cheers': has "
@@ -223,7 +227,8 @@ SEGMENT_PROBLEMS = [
 
 
 @pytest.mark.parametrize(("body", "message"), SEGMENT_PROBLEMS, ids=["leading_any_text", "any_text_in_words",
-                                                                     "separator_dashes", "field_colon",
+                                                                     "separator_dashes", "prefix_colon",
+                                                                     "forwarded_dashes", "field_colon",
                                                                      "any_text_without_placeholder", "any_text_too_long",
                                                                      "no_word", "unknown_key"])
 def test_a_broken_segments_entry_is_refused_naming_file_line_and_entry(tmp_path: Path, body: str,
