@@ -199,3 +199,41 @@ def test_a_word_listed_in_its_dictionary_form_finds_its_inflected_forms(clf):
     # the lemmatizer reads "коробка" (as the rules list it) as "коробок", but "коробку" as "коробка"
     hits = next(clf.analyser.analyse([Request(text="Поставили коробку на новый сервер.", language="ru")])).hits
     assert "info.self_hosted.words" in {h.rule_id for h in hits}
+
+
+# SPEC §3: an error or a gap in the vendor's own documentation is 3.6.in.5, even on a REST API page
+DOCS_ERRORS = {
+    "en": "On the crm.contact.add page the JS example is misleading: it sends EMAIL as a string, but the method "
+          "wants an array of VALUE/VALUE_TYPE pairs.",
+    "de": "Auf der Seite zu crm.contact.add ist das JS-Beispiel irreführend: EMAIL wird als String übergeben, die "
+          "Methode erwartet aber ein Array.",
+    "ru": "На странице crm.contact.add пример кода вводит в заблуждение: EMAIL передаётся строкой, а метод ждёт массив.",
+    "es": "En la página de crm.contact.add el ejemplo de código es engañoso: manda EMAIL como texto y el método espera "
+          "un array.",
+    "fr": "Sur la page de crm.contact.add, l'exemple de code est trompeur : EMAIL est envoyé comme chaîne alors que la "
+          "méthode attend un tableau.",
+    "pl": "Na stronie crm.contact.add przykład kodu jest mylący: EMAIL idzie jako tekst, a metoda oczekuje tablicy.",
+    "pt": "Na página do crm.contact.add o exemplo de código é enganoso: manda EMAIL como texto e o método espera um array.",
+}
+
+
+def _hits(clf: Classifier, text: str, language: str) -> set[str]:
+    return {h.rule_id for h in next(clf.analyser.analyse([Request(text=text, language=language)])).hits}
+
+
+@pytest.mark.parametrize("language", sorted(DOCS_ERRORS))
+def test_an_error_reported_in_the_docs_fires_the_documentation_clause_in_each_language(clf, language):
+    assert "3.6.in.5#error" in _hits(clf, DOCS_ERRORS[language], language)
+
+
+def test_a_wrong_code_sample_on_a_rest_page_is_the_documentation_clause_not_api_consultation(clf):
+    text = ("Typo in the REST docs: the cURL sample for crm.deal.update has a trailing comma after the last field, "
+            "so it fails with a JSON parse error when pasted as is.")
+    assert "3.5.in.2" not in _hits(clf, text, "en")  # the method name is the page's, not a question about it
+    result = clf.classify(text)
+    assert (result.category, result.clauses[0]["id"]) == ("general", "3.6.in.5")
+
+
+def test_citing_the_docs_about_a_product_problem_is_no_documentation_error(clf):
+    text = "According to the documentation crm.deal.update keeps the stage, but ours jumps back to New every time."
+    assert "3.6.in.5#error" not in _hits(clf, text, "en")
