@@ -55,6 +55,12 @@ CUSTOM_IMPROVEMENT_CLAUSES = frozenset({"3.6.in.4", "3.5.out.2", "3.5.out.4", "3
 OLD_VERSION_MAX_YEAR = 22
 #: Image formats that must be archived before sending (SPEC §7, §4.6).
 BAD_IMAGE_EXTENSIONS = frozenset({"bmp", "tif", "tiff", "heic"})
+#: urgent_recovery needs a project down or with key parts broken (SPEC §7): not one
+#: broken feature (medium) nor an incident already over or a question (low).
+RECOVERY_SEVERITIES = frozenset({"critical", "high"})
+#: A problem caused by installing an update (§3.3 in 2) that left key parts broken is
+#: "a failed update", which urgent_recovery names.
+BROKEN_BY_UPDATE_CLAUSE = "3.3.in.2"
 
 _VERSION_YEAR = re.compile(r"(?<![\d.])(\d{2})\.(?:\d{1,3}|x)")
 
@@ -260,7 +266,10 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
     bad_images = [a for a in request.attachments if a.rsplit(".", 1)[-1].lower() in BAD_IMAGE_EXTENSIONS and "." in a]
     if bad_images:
         flags.add("attachment_format")
-    if severity == "critical":
+    recovery = _recovery_reason(severity, clause, "urgent_recovery" in flags)
+    if recovery.startswith("no:"):
+        flags.discard("urgent_recovery")
+    elif recovery:
         flags.add("urgent_recovery")
     if request.channel is not None and request.channel not in spec.OFFICIAL_CHANNELS:
         flags.add("unofficial_channel")
@@ -288,7 +297,8 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
                          for k, v in sorted(p.items(), key=itemgetter(1), reverse=True)[:3]]
                   for name, p in probas.items()},
         "policy": {"clause": clause_policy, "severity": severity_policy,
-                   "rule_weight": policy.rule_weight if clause_policy == "model+rules" else 1.0},
+                   "rule_weight": policy.rule_weight if clause_policy == "model+rules" else 1.0,
+                   **({"urgent_recovery": recovery} if recovery else {})},
         "clause_scores": {c: round(scores[c], 4) for c in ranked},
         "cloud_portal": cloud_portal,
         "misleading": contradictions,
@@ -306,6 +316,20 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
                     missing_info=missing, delay_reasons=[d for d in spec.DELAY_REASONS if d in delays],
                     flags=[f for f in spec.FLAGS if f in flags], confidence=round(float(confidence), 4),
                     needs_review=bool(review), review_reasons=review, explanation=explanation)
+
+
+def _recovery_reason(severity: str, clause: str, rule_fired: bool) -> str:
+    """Why urgent_recovery is set ("" when it is not; "no: …" when its rule fired but
+    SPEC §7 rules it out)."""
+    if severity == "critical":
+        return "severity critical"
+    if severity not in RECOVERY_SEVERITIES:
+        return f"no: severity {severity}, no project to bring back" if rule_fired else ""
+    if rule_fired:
+        return "a flag rule fired (explanation.rules)"
+    if clause == BROKEN_BY_UPDATE_CLAUSE:
+        return f"an update left key parts broken ({clause}, severity {severity})"
+    return ""
 
 
 def _explain_hits(hits: list[Hit]) -> list[dict[str, Any]]:

@@ -251,10 +251,35 @@ def test_critical_is_urgent_recovery(clf):
     assert d.severity == "critical" and "urgent_recovery" in d.flags
 
 
-def test_hacked_site_is_urgent_recovery_whatever_the_severity(clf):
+def test_hacked_site_is_urgent_recovery_below_critical(clf):
     d = decide_as(clf, "3.4.in.1", "Our site was hacked tonight, there is a casino banner on the main page.",
-                  severity="medium")
-    assert d.severity == "medium" and "urgent_recovery" in d.flags
+                  severity="high")
+    assert d.severity == "high" and "urgent_recovery" in d.flags
+    assert d.explanation["policy"]["urgent_recovery"] == "a flag rule fired (explanation.rules)"
+
+
+@pytest.mark.parametrize("severity, text", [
+    ("low", "After last year's phishing mails we want two-step login for everyone. How do we make it mandatory?"),
+    ("low", "We switched CRM to simple mode and the leads disappeared from the menu. Is that expected?"),
+    ("medium", "Two deals from March disappeared for one manager; the others see theirs. We can re-enter them."),
+])
+def test_no_urgent_recovery_without_a_project_to_bring_back(clf, severity, text):
+    # the recovery rule fires on these words, but a question (low) or one feature broken with a
+    # workaround (medium) is no project to bring back (SPEC §7)
+    analysed = analyse(clf, text)
+    assert "flag.urgent_recovery" in {h.rule_id for h in analysed.hits}
+    d = decide(analysed, forced("3.6.in.1" if severity == "low" else "3.4.in.1", severity))
+    assert "urgent_recovery" not in d.flags
+    assert d.explanation["policy"]["urgent_recovery"] == f"no: severity {severity}, no project to bring back"
+
+
+def test_an_update_that_left_key_parts_broken_is_urgent_recovery(clf):
+    text = "Since Friday's update the CRM throws 'Unknown column CATEGORY_ID' on every deal; sales cannot work."
+    d = decide_as(clf, "3.3.in.2", text, severity="high")
+    assert "urgent_recovery" in d.flags
+    assert d.explanation["policy"]["urgent_recovery"] == "an update left key parts broken (3.3.in.2, severity high)"
+    # the same failure told of another clause at that severity is one broken function
+    assert "urgent_recovery" not in decide_as(clf, "3.4.in.1", text, severity="high").flags
 
 
 def test_slowness_is_not_urgent_recovery(clf):
