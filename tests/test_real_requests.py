@@ -237,3 +237,22 @@ def test_a_wrong_code_sample_on_a_rest_page_is_the_documentation_clause_not_api_
 def test_citing_the_docs_about_a_product_problem_is_no_documentation_error(clf):
     text = "According to the documentation crm.deal.update keeps the stage, but ours jumps back to New every time."
     assert "3.6.in.5#error" not in _hits(clf, text, "en")
+
+
+@pytest.mark.parametrize("language, told", [
+    ("en", "Go to Tasks. Open any task with a checklist. Tick the last item. The task closes by itself."),
+    ("de", "Öffnen Sie Aufgaben. Wählen Sie eine Aufgabe mit Checkliste. Markieren Sie den letzten Punkt als "
+           "erledigt. Die Aufgabe schließt sich von selbst."),
+    ("ru", "Заходим в Задачи. Открываем любую задачу с чек-листом. Отмечаем последний пункт. Задача закрывается сама."),
+    ("pl", "Wejdź w Zadania. Otwórz dowolne zadanie z listą kontrolną. Zaznacz ostatni punkt. Zadanie samo się zamyka."),
+])
+def test_actions_told_one_sentence_each_are_steps(clf, language, told):
+    # SPEC §5: actions told in order count, also as short sentences without a list or "then"
+    assert "info.steps.sentences" in _hits(clf, SITE + told, language)
+    assert missing(clf, SITE + told) == []
+
+
+def test_sentences_that_ask_the_vendor_to_act_are_no_steps(clf):
+    text = SITE + ("We exported the backup. We uploaded the archive to the new server. Please install it there and "
+                   "tell us when the portal is up.")
+    assert missing(clf, text) == ["steps_to_reproduce"]
