@@ -144,6 +144,7 @@ def test_an_agent_works_a_request_from_the_queue_to_the_sent_reply(browser, desk
         page.screenshot(path=str(ARTIFACTS / f"desk-queue-{db}.png"), full_page=True)
         page.select_option("select[name=language]", "de")
         page.get_by_role("button", name="Filter").click()
+        page.wait_for_url("**language=de**")  # the filter is a GET form: read the rows of the page it loads
         assert [r.get_attribute("data-id") for r in page.locator("table.queue tbody tr").all()] == ["B-101"]
         page.goto("/desk")
 
