@@ -266,11 +266,11 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
     bad_images = [a for a in request.attachments if a.rsplit(".", 1)[-1].lower() in BAD_IMAGE_EXTENSIONS and "." in a]
     if bad_images:
         flags.add("attachment_format")
-    recovery = _recovery_reason(severity, clause, "urgent_recovery" in flags)
-    if recovery.startswith("no:"):
-        flags.discard("urgent_recovery")
-    elif recovery:
+    recover, recovery = _recovery(severity, clause, "urgent_recovery" in flags)
+    if recover:
         flags.add("urgent_recovery")
+    else:
+        flags.discard("urgent_recovery")
     if request.channel is not None and request.channel not in spec.OFFICIAL_CHANNELS:
         flags.add("unofficial_channel")
 
@@ -318,18 +318,18 @@ def decide(analysed: Analysed, probas: dict[str, dict[str, float]] | None = None
                     needs_review=bool(review), review_reasons=review, explanation=explanation)
 
 
-def _recovery_reason(severity: str, clause: str, rule_fired: bool) -> str:
-    """Why urgent_recovery is set ("" when it is not; "no: …" when its rule fired but
-    SPEC §7 rules it out)."""
+def _recovery(severity: str, clause: str, rule_fired: bool) -> tuple[bool, str]:
+    """Whether urgent_recovery is set, and why ("" when it is not and no rule asked for it;
+    "no: …" when its rule fired but SPEC §7 rules it out)."""
     if severity == "critical":
-        return "severity critical"
+        return True, "severity critical"
     if severity not in RECOVERY_SEVERITIES:
-        return f"no: severity {severity}, no project to bring back" if rule_fired else ""
+        return False, f"no: severity {severity}, no project to bring back" if rule_fired else ""
     if rule_fired:
-        return "a flag rule fired (explanation.rules)"
+        return True, "a flag rule fired (explanation.rules)"
     if clause == BROKEN_BY_UPDATE_CLAUSE:
-        return f"an update left key parts broken ({clause}, severity {severity})"
-    return ""
+        return True, f"an update left key parts broken ({clause}, severity {severity})"
+    return False, ""
 
 
 def _explain_hits(hits: list[Hit]) -> list[dict[str, Any]]:
