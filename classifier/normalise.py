@@ -508,8 +508,11 @@ class Normaliser:
         """What follows the quote header at ``lines[i]``: a message forwarded under a short cover
         note of the customer's own is the request ("forwarded header", then "forwarded"); anything
         else is "quoted". ``forwarding``: the subject says the request forwards a message, so its
-        first sender header ("From: …") starts it."""
-        forwards = self.forward_header.match(lines[i]) or (forwarding and self.sender_header.match(lines[i]))
+        first sender header ("From: …") starts it; so does a sender header with none of the
+        customer's own words above it (an e-mail pasted or passed on as it is: a quoted earlier
+        message needs a new one above it)."""
+        forwards = self.forward_header.match(lines[i]) or (
+            self.sender_header.match(lines[i]) and (forwarding or _words_in(lines, kinds, i) == 0))
         if (forwards and "forwarded" not in kinds[:i]
                 and _words_in(lines, kinds, i) <= COVER_NOTE_WORDS):
             return "forwarded header"

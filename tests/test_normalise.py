@@ -426,6 +426,16 @@ def test_a_reply_in_outlook_form_stays_quoted(subject: str | None) -> None:
     assert kind_of(norm, "every deal card shows error 500") == "quoted"
 
 
+@pytest.mark.parametrize("sender", ["From", "Von", "De"])
+def test_an_email_pasted_without_a_word_of_its_own_is_the_request(sender: str) -> None:
+    # a mail gateway, or an agent, passes the customer's e-mail on with its header and nothing above it:
+    # no newer message sits above this one, so it cannot be a quoted earlier message
+    norm = normalise(OUTLOOK_FORWARD.split("________________________________\n", 1)[1].format(sender=sender),
+                     "portal")
+    assert kind_of(norm, f"{sender}: Anna") == "quoted"  # its header
+    assert kind_of(norm, "every deal card shows error 500") == "forwarded"
+
+
 def test_a_message_forwarded_in_html_by_gmail_is_the_request() -> None:
     norm = normalise('<div dir="ltr">FYI, see below. Can you help?<br><br><div class="gmail_quote">'
                      '<div dir="ltr" class="gmail_attr">---------- Forwarded message ---------<br>From: '
