@@ -258,3 +258,35 @@ def test_sentences_that_ask_the_vendor_to_act_are_no_steps(clf):
     text = SITE + ("We exported the backup. We uploaded the archive to the new server. Please install it there and "
                    "tell us when the portal is up.")
     assert missing(clf, text) == ["steps_to_reproduce"]
+
+
+def test_commands_typed_in_order_as_inline_code_are_steps(clf):
+    text = SITE + ("The upload folder is not readable from the container: I start it with "
+                   "`docker run -it -v /home/bitrix/upload:/upload debian bash`, then inside it ` cd /upload ` "
+                   "and ` ls `, and get `ls: cannot open directory .: Permission denied`.")
+    assert missing(clf, text) == []
+
+
+def test_two_commands_offered_as_a_choice_are_no_steps(clf):
+    text = SITE + "Since the update the portal shows error 500. Should I check it with `php -v` or `php -m`?"
+    assert missing(clf, text) == ["steps_to_reproduce"]
+
+
+@pytest.mark.parametrize("language, told", [
+    # the later action told first: "when I press Publish after entering a text"
+    ("en", "When I press Publish after entering some text in the feed, an empty window opens."),
+    ("de", "Wenn ich auf Veröffentlichen klicke, nachdem ich im Feed einen Text eingegeben habe, öffnet sich ein "
+           "leeres Fenster."),
+    ("ru", "Когда я нажимаю «Опубликовать» после того как загрузил файл в ленту, открывается пустое окно."),
+    ("es", "Cuando hago clic en Publicar después de escribir un texto en el feed, se abre una ventana vacía."),
+    ("pt", "Quando clico em Publicar depois de digitar um texto no feed, abre uma janela vazia."),
+    ("fr", "Quand je clique sur Publier après avoir saisi un texte dans le fil, une fenêtre vide s'ouvre."),
+])
+def test_an_action_told_after_the_one_it_followed_is_steps(clf, language, told):
+    assert "info.steps.when" in _hits(clf, SITE + told, language)
+    assert missing_in(clf, SITE + told, language) == []
+
+
+def test_a_condition_told_twice_is_no_steps(clf):
+    text = SITE + "When a contact is added when importing, the phone number is lost."
+    assert missing(clf, text) == ["steps_to_reproduce"]
