@@ -10,7 +10,7 @@ with a 2-D ``y`` it is multi-output like ``MultiOutputClassifier``.
 from __future__ import annotations
 
 import numbers
-from collections import Counter
+from itertools import chain, repeat
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -200,18 +200,18 @@ def _tfidf_transform(vec: TfidfVectorizer, docs: list[list[str]]):
             and not vec.binary):
         return vec.transform(docs)
     vocab = vec.vocabulary_
-    indptr, indices, counts = [0], [], []
-    for doc in docs:
-        row = Counter(map(vocab.get, doc))  # feature index -> count, counted in C
-        row.pop(None, None)  # features not in the vocabulary
-        indices.extend(row)
-        counts.extend(row.values())
-        indptr.append(len(indices))
-    X = sp.csr_matrix((np.asarray(counts, dtype=vec.dtype), np.asarray(indices, dtype=np.int32),
-                       np.asarray(indptr, dtype=np.int32)), shape=(len(docs), len(vocab)))
-    X.sort_indices()
-    np.log(X.data, out=X.data)
-    X.data += 1
+    n_features = len(vocab)
+    ids = [list(map(vocab.get, doc, repeat(-1))) for doc in docs]  # -1: not in the vocabulary
+    lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+    columns = np.fromiter(chain.from_iterable(ids), dtype=np.int64, count=int(lengths.sum()))
+    # one sort of (row, column) keys over the batch counts every row's features at once
+    keys = np.repeat(np.arange(len(docs), dtype=np.int64) * n_features, lengths) + columns
+    keys, counts = np.unique(keys[columns >= 0], return_counts=True)
+    rows, columns = np.divmod(keys, n_features)
+    indptr = np.zeros(len(docs) + 1, dtype=np.int32)
+    np.cumsum(np.bincount(rows, minlength=len(docs)), out=indptr[1:])
+    X = sp.csr_matrix((np.log(counts, dtype=vec.dtype) + 1, columns.astype(np.int32), indptr),
+                      shape=(len(docs), n_features))
     X.data *= vec.idf_[X.indices]
     inplace_csr_row_normalize_l2(X)
     return X
