@@ -33,6 +33,8 @@ SPEC_LANGUAGES = ("en", "ru", "de", "es", "pt", "pl", "fr")
 #: Cyrillic letters that Russian does not use, and the language each one gives away.
 _OWN_LETTERS = (("uk", frozenset("іїєґ")), ("be", frozenset("ў")), ("kk", frozenset("әғқңөұүһ")))
 _CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_NOT_RUSSIAN_LETTER = re.compile("[" + "".join(sorted(set().union(*(own for _, own in _OWN_LETTERS)))) + "]",
+                                 re.IGNORECASE)
 _NON_ASCII_LETTER = re.compile(r"[^\W\d_a-zA-Z]")
 #: Characters of prose the detector reads at most: more does not change its answer.
 MAX_DETECT_CHARS = 300
@@ -65,6 +67,14 @@ _NOT_PROSE = tuple((trigger, re.compile(pattern, re.MULTILINE)) for trigger, pat
 ))
 
 
+def _cyrillic_letters(text: str) -> int:
+    """How many characters of ``text`` are in the Cyrillic block (U+0400-U+04FF): in UTF-8
+    exactly those start with a byte 0xD0-0xD3, which no other character's bytes are, so
+    counting the bytes is ``len(_CYRILLIC.findall(text))`` in a tenth of the time."""
+    data = text.encode("utf-8", "surrogatepass")
+    return data.count(b"\xd0") + data.count(b"\xd1") + data.count(b"\xd2") + data.count(b"\xd3")
+
+
 @dataclass(frozen=True)
 class LanguageOf:
     """A request's language, where it came from, and whether the rules have a pack for it."""
@@ -84,8 +94,8 @@ MIN_COVER_LETTERS = 20
 def prose_for_detection(norm: NormalisedRequest) -> str:
     """What the detector reads: the customer's own sentences (see the module docstring)."""
     text = norm.parts("subject", "prose") if norm.segments else norm.text
-    if norm.segments and sum(map(str.isalpha, text)) < MIN_COVER_LETTERS and any(
-            s.kind == "forwarded" for s in norm.segments):
+    if norm.segments and any(s.kind == "forwarded" for s in norm.segments) and sum(
+            map(str.isalpha, text)) < MIN_COVER_LETTERS:
         # a cover note too short to tell ("FYI, see below"): the message it forwards is the request
         text = norm.parts("subject", "prose", "forwarded")
     return _cleaned_prose(text)
@@ -149,16 +159,16 @@ class LanguageDetector:
 
     def _code_of(self, prose: str) -> str | None:
         """The language of cleaned prose, or None when there is too little to tell."""
-        letters = sum(map(str.isalpha, prose))
-        cyrillic = len(_CYRILLIC.findall(prose))
-        if cyrillic >= MIN_LETTERS and (cyrillic >= 40 or cyrillic >= 0.2 * letters):
+        cyrillic = _cyrillic_letters(prose)
+        if cyrillic >= MIN_LETTERS and (cyrillic >= 40 or cyrillic >= 0.2 * sum(map(str.isalpha, prose))):
             # whoever writes this much Cyrillic writes in it: the English around it is pasted
             code = "ru"
         else:
+            letters = sum(map(str.isalpha, prose))
             code = self._detect(prose) if letters >= MIN_LETTERS and self._detector else None
             if code is None:
                 return None
-        if code == "ru":
+        if code == "ru" and _NOT_RUSSIAN_LETTER.search(prose):
             seen = set(prose.lower())
             code = next((lang for lang, own in _OWN_LETTERS if seen & own), code)
         return code
