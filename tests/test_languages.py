@@ -371,3 +371,19 @@ def test_polish_inflected_forms_find_the_rules_words(clf):
                        "z Debianem 12? Chcemy to zrobić krok po kroku.")
     assert res.language == "pl" and res.category == "installation"
     assert res.clauses[0]["id"] == "3.1.in.1"
+
+
+def test_cyrillic_letters_are_counted_exactly_from_their_bytes():
+    # the detector counts Cyrillic characters from their UTF-8 lead bytes: the count must be the
+    # regex's for text mixing Cyrillic with Latin, Greek, Armenian, CJK, emoji and lone surrogates
+    import random
+    import re
+
+    from classifier.language import _cyrillic_letters
+
+    rng = random.Random(7)
+    blocks = [(0x20, 0x7E), (0xC0, 0x24F), (0x370, 0x3FF), (0x400, 0x4FF), (0x500, 0x52F), (0x530, 0x58F),
+              (0x4E00, 0x4E80), (0xD800, 0xD8FF), (0x1F600, 0x1F64F)]
+    for _ in range(300):
+        text = "".join(chr(rng.randint(*rng.choice(blocks))) for _ in range(rng.randint(0, 60)))
+        assert _cyrillic_letters(text) == len(re.findall(r"[\u0400-\u04ff]", text)), repr(text)
