@@ -160,11 +160,11 @@ class LanguageDetector:
     def _code_of(self, prose: str) -> str | None:
         """The language of cleaned prose, or None when there is too little to tell."""
         cyrillic = _cyrillic_letters(prose)
-        if cyrillic >= MIN_LETTERS and (cyrillic >= 40 or cyrillic >= 0.2 * sum(map(str.isalpha, prose))):
+        letters = 0 if cyrillic >= 40 else sum(map(str.isalpha, prose))  # 40 Cyrillic letters decide alone
+        if cyrillic >= MIN_LETTERS and (cyrillic >= 40 or cyrillic >= 0.2 * letters):
             # whoever writes this much Cyrillic writes in it: the English around it is pasted
             code = "ru"
         else:
-            letters = sum(map(str.isalpha, prose))
             code = self._detect(prose) if letters >= MIN_LETTERS and self._detector else None
             if code is None:
                 return None
