@@ -290,3 +290,35 @@ def test_an_action_told_after_the_one_it_followed_is_steps(clf, language, told):
 def test_a_condition_told_twice_is_no_steps(clf):
     text = SITE + "When a contact is added when importing, the phone number is lost."
     assert missing(clf, text) == ["steps_to_reproduce"]
+
+
+@pytest.mark.parametrize("language, told", [
+    # a path through a desktop-style menu written with dashes, as LibreOffice and Windows users write it
+    ("en", "Tools - Options - Appearance: the heading \"Report designer\" is printed over the item below it."),
+    ("de", "Extras - Optionen - Darstellung: die Überschrift „Berichtsdesigner“ überlagert den Eintrag darunter."),
+    ("ru", "Сервис - Параметры - Внешний вид: заголовок «Конструктор отчётов» наезжает на пункт ниже."),
+    ("fr", "Outils - Options - Apparence : le titre « Concepteur de rapports » chevauche l'élément du dessous."),
+])
+def test_a_menu_path_written_with_dashes_is_steps(clf, language, told):
+    assert "info.steps.navigation_path" in _hits(clf, SITE + told, language)
+    assert missing_in(clf, SITE + told, language) == []
+
+
+def test_a_subject_written_with_dashes_is_no_menu_path(clf):
+    text = "Urgent - Portal Down - Please Help\n" + SITE + "Since 9:00 the portal shows error 502 for everybody."
+    assert "info.steps.navigation_path" not in fired(clf, text)
+    assert missing(clf, text) == ["steps_to_reproduce"]
+
+
+def test_steps_told_as_a_story_from_sentence_to_sentence_are_steps(clf):
+    # "… . Then … . Next, …": the order is told at the start of each sentence, with no list
+    text = SITE + ("I name the file Plan.html and call /Plan in the Sites section. Then the page is shown. Next, I "
+                   "rename it to Plan.Q1.html and call /Plan.Q1: the site answers 404.")
+    assert "info.steps.sequence" in fired(clf, text)
+    assert missing(clf, text) == []
+
+
+def test_leaving_a_page_is_an_action_of_the_steps(clf):
+    text = SITE + "Open a chat and type a long message. Leave the page. Return to the chat: the draft is gone."
+    assert "info.steps.sentences" in fired(clf, text)
+    assert missing(clf, text) == []
