@@ -322,3 +322,22 @@ def test_leaving_a_page_is_an_action_of_the_steps(clf):
     text = SITE + "Open a chat and type a long message. Leave the page. Return to the chat: the draft is gone."
     assert "info.steps.sentences" in fired(clf, text)
     assert missing(clf, text) == []
+
+
+@pytest.mark.parametrize("language, told", [
+    # an action that works, then the one that fails told as its condition
+    ("en", "Agents can type the answer in the chat, but when they press Send, a red \"Error on page\" appears."),
+    ("de", "Die Kollegen können den Text eingeben, aber wenn sie auf Senden klicken, erscheint „Fehler auf der Seite“."),
+    ("ru", "Текст в чат ввести можно, но когда нажимаем «Отправить», выскакивает «Ошибка на странице»."),
+    ("pt", "Dá para digitar a resposta no chat, mas quando clico em Enviar aparece \"Erro na página\"."),
+])
+def test_an_action_then_the_failing_one_told_as_its_condition_is_steps(clf, language, told):
+    assert "info.steps.but_when" in _hits(clf, SITE + told, language)
+    assert missing_in(clf, SITE + told, language) == []
+
+
+def test_a_condition_after_a_finished_sentence_is_no_steps(clf):
+    # the first action ended its sentence: "But when …" starts a new one, a single action
+    text = SITE + "The mail settings were changed yesterday. But when we click Send, nothing goes out."
+    assert "info.steps.but_when" not in fired(clf, text)
+    assert missing(clf, text) == ["steps_to_reproduce"]
