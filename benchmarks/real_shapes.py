@@ -2,7 +2,10 @@
 chat transcripts, e-mail threads, pasted configuration; ids ``w…``) and, apart, on the
 earlier test rows, so the two can be compared with what they were before a change.
 
-    python benchmarks/real_shapes.py [--data data/tickets.jsonl] [--prefix w]
+    python benchmarks/real_shapes.py [--data data/tickets.jsonl] [--prefix w] [--ids REGEX]
+
+``--ids 'w[1245]-'`` scores the wave's first four writings alone (184 test rows), ``--ids w6-``
+the sixth (30), with the rest of the test split as "earlier test rows" each time.
 
 Only the test split is scored; the model is the bundled one (or $INTAKE_MODEL). Ends with:
 real shapes (n=N): category macro-F1 X clause accuracy Y missing_info micro-F1 Z; earlier test rows (n=M): …
@@ -26,10 +29,11 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data/tickets.jsonl")
     ap.add_argument("--prefix", default="w", help="id prefix of the real-shapes rows (default: w, as w1-001)")
+    ap.add_argument("--ids", default=None, help="a regex the ids of the rows to score must start with (instead of --prefix)")
     args = ap.parse_args()
     df = read_labelled(args.data)
     df = df[df["split"] == "test"]
-    wave = df["id"].astype(str).str.match(rf"{re.escape(args.prefix)}\d+-")
+    wave = df["id"].astype(str).str.match(args.ids or rf"{re.escape(args.prefix)}\d+-")
     model, _ = load_model(None)
     text_model = load_extra_model(None, TEXT_ONLY_MODEL)
     summary = []
