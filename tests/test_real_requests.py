@@ -341,3 +341,19 @@ def test_a_condition_after_a_finished_sentence_is_no_steps(clf):
     text = SITE + "The mail settings were changed yesterday. But when we click Send, nothing goes out."
     assert "info.steps.but_when" not in fired(clf, text)
     assert missing(clf, text) == ["steps_to_reproduce"]
+
+
+@pytest.mark.parametrize("language, told", [
+    # an arrow before a capitalised item in any alphabet, or before a quoted one („…“, «…»)
+    ("ru", "Иду в Обновление платформы → Установить обновления и получаю «Лицензионный ключ используется на другом "
+           "сервере»."),
+    ("de", "Ablauf: Angebot öffnen → „Dokument“ → Vorlage „Angebot DE“ → „Als PDF herunterladen“, dann kommt ein "
+           "weißer Dialog."),
+    # the way each language says "downloaded", "I hit", "filled in"
+    ("de", "Setup runtergeladen, gestartet, bei ca. 50 % kommt „Fehler 0x80070643“ und alles wird zurückgerollt."),
+    ("es", "Cuando voy a Actualizaciones y le doy a Comprobar, tarda y después sale \"cURL error 7\"."),
+    ("es", "El empleado llena el formulario, le da a Guardar y el proceso se queda colgado."),
+    ("pt", "Baixo o instalador pelo portal, clico duas vezes e aparece \"A instalação falhou – código 0x80070643\"."),
+])
+def test_steps_as_customers_of_each_language_tell_them(clf, language, told):
+    assert missing_in(clf, SITE + told, language) == []
