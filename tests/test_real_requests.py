@@ -357,3 +357,18 @@ def test_a_condition_after_a_finished_sentence_is_no_steps(clf):
 ])
 def test_steps_as_customers_of_each_language_tell_them(clf, language, told):
     assert missing_in(clf, SITE + told, language) == []
+
+
+@pytest.mark.parametrize("language, told", [
+    # SPEC §3: a method that fails although it is called as documented is a defect to diagnose, not a question of use
+    ("en", "We call crm.contact.list exactly as documented, with filter PHONE = +4915112345678, and get an empty "
+           "result, although the contact with this number exists."),
+    ("ru", "Вызываем crm.contact.list строго по документации, с фильтром PHONE = +77015551234, и получаем пустой "
+           "результат, хотя контакт с этим номером есть."),
+    ("es", "Llamamos a crm.contact.list como indica la documentación, con el filtro PHONE, y devuelve un resultado "
+           "vacío aunque el contacto existe."),
+])
+def test_an_api_method_failing_as_documented_is_a_software_error(clf, language, told):
+    hits = _hits(clf, told, language)
+    assert "3.4.in.2" in hits
+    assert "3.5.in.2" not in hits
