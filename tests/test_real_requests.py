@@ -372,3 +372,17 @@ def test_an_api_method_failing_as_documented_is_a_software_error(clf, language, 
     hits = _hits(clf, told, language)
     assert "3.4.in.2" in hits
     assert "3.5.in.2" not in hits
+
+
+@pytest.mark.parametrize("language, reported, asked", [
+    # issue 20: a method name alone made any request "API consultation"; it takes a question on its use
+    ("en", "Since Monday our nightly sync gets deals created before the filter date back from crm.deal.list.",
+           "Our nightly sync calls crm.deal.list with a date filter. How do we get deals created after a date?"),
+    ("de", "Seit Montag liefert crm.deal.list in unserem nächtlichen Abgleich Deals, die vor dem Filterdatum angelegt wurden.",
+           "Unser nächtlicher Abgleich ruft crm.deal.list mit Datumsfilter auf. Wie bekommen wir nur die neuen Deals?"),
+    ("pt", "O handler registrado via event.bind para ONCRMDEALUPDATE não recebe nada quando a automação muda a etapa.",
+           "Registramos um handler via event.bind para ONCRMDEALUPDATE. Qual evento devemos usar para a mudança de etapa?"),
+])
+def test_a_method_name_is_api_consultation_only_when_its_use_is_asked(clf, language, reported, asked):
+    assert "3.5.in.2" not in _hits(clf, reported, language)
+    assert "3.5.in.2" in _hits(clf, asked, language)
